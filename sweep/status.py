@@ -1,0 +1,280 @@
+"""What a study holds, as plain rows: one per trial, the best trial, counts by state, overhead.
+
+Rows are computed first (plain dicts, JSON-able: `sweep status --json` prints them as they are)
+and drawn second (`render_status`, a Rich table). Needs only Optuna: never imports torch.
+
+The names of the user attributes that `sweep run` writes live here too, so the writer (the
+objective and the CLI) and the readers (status, best, reports) agree on them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+# Study user attributes written by `sweep run`.
+ATTR_CONFIG = "config"  # the resolved study config (StudyConfig.resolved())
+ATTR_SIGNATURE = "space_signature"  # space_signature(config), compared when a study is continued
+ATTR_METRIC = "metric"  # "val_loss" | "val_accuracy"
+ATTR_DATA_HASH = "data_content_hash"  # TextData.content_hash of the data the trials trained on
+ATTR_DATA_SOURCE = "data_source"
+ATTR_SWEEP_VERSION = "sweep_version"
+SESSION_PREFIX = "session:"  # one per `sweep run` process: {"started", "wall_seconds", ...}
+
+# End reasons of trials that did not end because of their own parameters: they do not count
+# towards --trials (their slot is run again), see `counts_towards_budget`.
+NOT_COUNTED_REASONS = frozenset({"interrupted"})
+
+
+def counts_towards_budget(trial: FrozenTrial) -> bool:
+    """Whether a trial counts towards `sweep run --trials N`.
+
+    COMPLETE and PRUNED trials count, and so do FAILed trials that failed because of their
+    parameters (nan-loss, an error inside the fine-tune). A trial interrupted by Ctrl-C, or one
+    whose worker vanished (failed by the heartbeat check, no end reason), does not: it says
+    nothing about its parameters, so its slot is run again.
+    """
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    if trial.state == TrialState.FAIL:
+        reason = trial.user_attrs.get("end_reason")
+        return reason is not None and reason not in NOT_COUNTED_REASONS
+    return False
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def end_reason(trial: FrozenTrial) -> str:
+    """Why the trial ended, in a few words ("complete", "pruned at epoch 2", "error: ...")."""
+    attrs = trial.user_attrs
+    reason = attrs.get("end_reason")
+    if trial.state == TrialState.RUNNING:
+        return "running"
+    if trial.state == TrialState.WAITING:
+        return "queued"
+    if trial.state == TrialState.PRUNED:
+        epoch = attrs.get("pruned_at_epoch")
+        return f"pruned at epoch {epoch}" if epoch is not None else "pruned"
+    if trial.state == TrialState.FAIL:
+        if reason is None:
+            # Failed by the heartbeat check (its worker died) or by something outside sweep.
+            return "worker lost"
+        error = attrs.get("error")
+        return f"{reason}: {error}" if error else str(reason)
+    return str(reason or "complete")
+
+
+def trial_row(trial: FrozenTrial) -> dict[str, Any]:
+    """One trial as a JSON-able dict (the row of `sweep status`)."""
+    attrs = trial.user_attrs
+    seconds = None
+    if trial.datetime_start is not None and trial.datetime_complete is not None:
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+    value = _finite(trial.value) if trial.values is not None and len(trial.values) == 1 else None
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "params": dict(trial.params),
+        "value": value,
+        "best_epoch": attrs.get("best_epoch"),
+        "epochs_run": attrs.get("epochs_run"),
+        "seconds": seconds,
+        "train_seconds": _finite(attrs.get("train_seconds")),
+        "val_accuracy": _finite(attrs.get("val_accuracy")),
+        "end_reason": end_reason(trial),
+        "samples_per_s": _finite(attrs.get("samples_per_s")),
+        "peak_memory_mb": _finite(attrs.get("peak_memory_mb")),
+        "device": attrs.get("device"),
+        "started": trial.datetime_start.isoformat() if trial.datetime_start else None,
+    }
+
+
+def overhead(study_user_attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Sweep overhead: wall time of the `sweep run` sessions minus the time spent in fine-tunes.
+
+    Each session (one `sweep run` process) stores its wall time (from the study being ready to
+    the last trial being told, so process start-up and data preparation are excluded), the sum
+    of its trials' time inside `run_trial` and its trial count. Overhead is what the sweep
+    machinery (sampling, pruning, storage writes, progress display) adds on top.
+    """
+    sessions = [v for k, v in study_user_attrs.items() if k.startswith(SESSION_PREFIX)]
+    wall = sum(float(s.get("wall_seconds", 0.0)) for s in sessions)
+    train = sum(float(s.get("train_seconds", 0.0)) for s in sessions)
+    trials = sum(int(s.get("trials", 0)) for s in sessions)
+    total = max(wall - train, 0.0)
+    return {
+        "sessions": len(sessions),
+        "trials": trials,
+        "wall_seconds": wall,
+        "train_seconds": train,
+        "overhead_seconds": total,
+        "per_trial_seconds": total / trials if trials else None,
+        "percent_of_wall": 100.0 * total / wall if wall > 0 else None,
+    }
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best COMPLETE trial, or None if there is none yet."""
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def study_status(study: optuna.Study) -> dict[str, Any]:
+    """Everything `sweep status` shows, as plain data."""
+    trials = study.get_trials(deepcopy=False)
+    best = best_trial(study)
+    attrs = study.user_attrs
+    counts = Counter(t.state.name for t in trials)
+    return {
+        "study": study.study_name,
+        "direction": study.direction.name.lower(),
+        "metric": attrs.get(ATTR_METRIC),
+        "trials": [trial_row(t) for t in trials],
+        "best": trial_row(best) if best is not None else None,
+        "counts": {state.name: counts.get(state.name, 0) for state in TrialState},
+        "counted_towards_trials": sum(1 for t in trials if counts_towards_budget(t)),
+        "overhead": overhead(attrs),
+    }
+
+
+def studies_rows(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
+    """One row per study of the storage: name, trials, best value, direction."""
+    rows = []
+    for frozen in storage.get_all_studies():
+        trials = storage.get_all_trials(frozen._study_id, deepcopy=False)
+        direction = frozen.directions[0]
+        complete = [
+            t.value
+            for t in trials
+            if t.state == TrialState.COMPLETE and t.values is not None and len(t.values) == 1
+        ]
+        complete = [v for v in complete if _finite(v) is not None]
+        best = None
+        if complete:
+            best = min(complete) if direction.name == "MINIMIZE" else max(complete)
+        rows.append(
+            {
+                "name": frozen.study_name,
+                "trials": len(trials),
+                "complete": sum(1 for t in trials if t.state == TrialState.COMPLETE),
+                "best_value": best,
+                "direction": direction.name.lower(),
+                "metric": frozen.user_attrs.get(ATTR_METRIC),
+            }
+        )
+    return rows
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def fmt_number(value: Any) -> str:
+    """A compact rendering: 4 significant digits for floats, '-' for missing."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+            return f"{value:.3e}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+_SHORT = {
+    "learning_rate": "lr",
+    "batch_size": "batch",
+    "epochs": "epochs",
+    "model_size": "size",
+    "weight_decay": "wd",
+    "warmup_ratio": "warmup",
+}
+
+
+def fmt_params(params: Mapping[str, Any]) -> str:
+    """Parameters as `lr=3.1e-04 batch=32 ...`, in a stable order."""
+    order = list(_SHORT)
+    keys = sorted(params, key=lambda k: (order.index(k) if k in order else len(order), k))
+    return " ".join(f"{_SHORT.get(k, k)}={fmt_number(params[k])}" for k in keys)
+
+
+def fmt_epochs(row: Mapping[str, Any]) -> str:
+    """`best/run` epochs, e.g. `2/3`."""
+    if row.get("best_epoch") is None and row.get("epochs_run") is None:
+        return "-"
+    return f"{fmt_number(row.get('best_epoch'))}/{fmt_number(row.get('epochs_run'))}"
+
+
+def render_status(status: Mapping[str, Any], console: Any) -> None:
+    """Draw the status rows on a Rich console: trials table, best trial, counts, overhead."""
+    from rich.table import Table
+
+    metric = status.get("metric") or "value"
+    table = Table(title=f"study {status['study']} ({metric}, {status['direction']})")
+    for header, justify in (
+        ("#", "right"),
+        ("state", "left"),
+        ("parameters", "left"),
+        (metric, "right"),
+        ("epochs best/run", "right"),
+        ("seconds", "right"),
+        ("end", "left"),
+    ):
+        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+    best_number = status["best"]["number"] if status["best"] else None
+    for row in status["trials"]:
+        style = "bold green" if row["number"] == best_number else None
+        table.add_row(
+            str(row["number"]),
+            row["state"],
+            fmt_params(row["params"]),
+            fmt_number(row["value"]),
+            fmt_epochs(row),
+            fmt_number(row["seconds"]),
+            row["end_reason"],
+            style=style,
+        )
+    console.print(table)
+    console.print(best_line(status["best"], metric))
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in status["counts"].items() if n)
+    console.print(f"trials: {counts or 'none'}")
+    console.print(overhead_line(status["overhead"]))
+
+
+def best_line(best: Mapping[str, Any] | None, metric: str) -> str:
+    """`best: trial 3, val_loss 0.41 (lr=...)` or a note that there is none."""
+    if best is None:
+        return "best: no complete trial yet"
+    return (
+        f"best: trial {best['number']}, {metric} {fmt_number(best['value'])} "
+        f"({fmt_params(best['params'])})"
+    )
+
+
+def overhead_line(info: Mapping[str, Any]) -> str:
+    """The overhead summary line of `sweep status`."""
+    if not info["trials"]:
+        return "sweep overhead: no timed session yet"
+    return (
+        f"sweep overhead: {info['overhead_seconds']:.2f} s over {info['trials']} trials "
+        f"({fmt_number(info['per_trial_seconds'])} s per trial, "
+        f"{fmt_number(info['percent_of_wall'])} % of {info['wall_seconds']:.1f} s wall time "
+        f"in {info['sessions']} session(s))"
+    )

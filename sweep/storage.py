@@ -1,0 +1,260 @@
+"""Study storage: a URL -> an Optuna `RDBStorage` with engine settings that suit the database.
+
+SQLite (the default, `sqlite:///sweep.db`) runs in WAL mode with a busy timeout, so several local
+processes can read and write one file. PostgreSQL (`postgresql+psycopg://user:pass@host/db`) gets a
+small pool that pings before use and recycles connections, and a connect timeout so an unreachable
+server is reported in seconds, not minutes.
+
+This module needs only Optuna and SQLAlchemy: `sweep status` and `sweep studies` never import torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy
+from sqlalchemy.engine import URL, make_url
+
+from sweep.errors import ConfigError, StorageError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "sqlite:///sweep.db"
+STORAGE_ENV = "SWEEP_STORAGE"
+ARTIFACTS_DIRNAME = "sweep-artifacts"
+
+# Seconds a connection attempt may take. psycopg tries each address of a host name in turn
+# (localhost: ::1 then 127.0.0.1), so 4 s keeps the worst case of one host under 10 s.
+CONNECT_TIMEOUT_S = 4
+# Seconds SQLite waits for another process's write lock before giving up.
+SQLITE_BUSY_TIMEOUT_S = 60.0
+
+_SUPPORTED = ("sqlite", "postgresql", "mysql")
+
+
+class _WalConnection(sqlite3.Connection):
+    """A sqlite3 connection that switches the database to WAL as soon as it opens.
+
+    WAL lets readers (``sweep status``) run while a worker writes, and several local processes
+    write in turn without "database is locked" errors (together with the busy timeout). Passing
+    this class as ``factory`` in ``connect_args`` keeps the setting local to our engines, unlike
+    a global SQLAlchemy event listener.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across process crashes in WAL mode and avoids an fsync per commit,
+        # which keeps the per-trial storage cost in the milliseconds.
+        self.execute("PRAGMA synchronous=NORMAL")
+
+
+def resolve_storage_url(option: str | None, study_file_value: str | None = None) -> str:
+    """Pick the storage URL: ``--storage``, else ``$SWEEP_STORAGE``, else the study file's
+    ``storage:``, else ``sqlite:///sweep.db`` (in the current directory)."""
+    for candidate in (option, os.environ.get(STORAGE_ENV), study_file_value):
+        if candidate:
+            return candidate
+    return DEFAULT_STORAGE
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages (falls back to the raw text if unparsable)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def parse_storage_url(url: str) -> URL:
+    """Parse and check a storage URL; raises StorageError naming what is wrong."""
+    try:
+        parsed = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError) as e:
+        raise StorageError(
+            f"malformed storage URL {url!r}: {e} "
+            "(expected e.g. sqlite:///sweep.db or postgresql+psycopg://user:pass@host/db)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in _SUPPORTED:
+        raise StorageError(
+            f"unsupported storage URL {redact(url)!r}: database kind {backend!r} "
+            f"(use sqlite:///FILE or postgresql+psycopg://user:pass@host/db)"
+        )
+    try:
+        parsed.get_dialect()
+    except Exception as e:  # NoSuchModuleError, or the driver's ImportError
+        raise StorageError(
+            f"storage URL {redact(url)!r}: cannot load driver {parsed.drivername!r} ({e})"
+        ) from None
+    if backend == "sqlite" and parsed.database == "":
+        raise StorageError(f"storage URL {url!r} names no SQLite file (e.g. sqlite:///sweep.db)")
+    if backend != "sqlite" and not parsed.host and not parsed.query.get("host"):
+        raise StorageError(f"storage URL {redact(url)!r} names no host")
+    return parsed
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (relative to the current directory), else None.
+
+    In-memory SQLite (``sqlite://`` or ``:memory:``) and other databases give None.
+    """
+    parsed = parse_storage_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def storage_exists(url: str) -> bool:
+    """False only for a SQLite file that does not exist yet (opening it would create it)."""
+    path = sqlite_path(url)
+    return path is None or path.exists()
+
+
+def default_artifacts_dir(url: str) -> Path:
+    """Where kept models go: next to the SQLite file, else ``./sweep-artifacts``."""
+    path = sqlite_path(url)
+    base = path.resolve().parent if path is not None else Path.cwd()
+    return base / ARTIFACTS_DIRNAME
+
+
+def _engine_kwargs(parsed: URL) -> dict[str, Any]:
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return {
+            "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S, "factory": _WalConnection},
+        }
+    kwargs: dict[str, Any] = {
+        # A worker may sit in a fine-tune for an hour between writes: ping before use and
+        # recycle connections so a server-side idle timeout never surfaces as an error.
+        "pool_pre_ping": True,
+        "pool_recycle": 300,
+        # One process writes one trial at a time; many workers share one server.
+        "pool_size": 2,
+        "max_overflow": 2,
+    }
+    # Both psycopg and the MySQL drivers take connect_timeout (seconds).
+    kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    return kwargs
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def open_storage(
+    url: str, *, must_exist: bool = False, heartbeat_interval: int | None = None
+) -> optuna.storages.RDBStorage:
+    """Open (and for a new database, initialise) the Optuna storage at ``url``.
+
+    must_exist: for read-only commands; a SQLite file that does not exist is an error instead of
+    being created. heartbeat_interval: seconds between a running trial's heartbeats; a trial
+    whose worker died (no heartbeat for 3 intervals) is failed and queued again once.
+    Raises StorageError for a malformed URL, a missing file or directory, a database that cannot
+    be reached (within ~10 s), or one written by an incompatible Optuna version.
+    """
+    parsed = parse_storage_url(url)
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.exists() and must_exist:
+            raise StorageError(f"no study database at {path} (storage {url})")
+        if not path.parent.is_dir():
+            raise StorageError(f"storage {url}: directory {path.parent} does not exist")
+    try:
+        with warnings.catch_warnings():
+            # Heartbeats are marked experimental; the warning would only confuse users.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            heartbeat: dict[str, Any] = {}
+            if heartbeat_interval is not None:
+                heartbeat = {
+                    "heartbeat_interval": heartbeat_interval,
+                    "grace_period": 3 * heartbeat_interval,
+                    "heartbeat_stale_trial_callback": (
+                        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+                    ),
+                }
+            storage = optuna.storages.RDBStorage(
+                url, engine_kwargs=_engine_kwargs(parsed), **heartbeat
+            )
+    except sqlalchemy.exc.DBAPIError as e:
+        where = f"{parsed.host}:{parsed.port or 'default port'}" if parsed.host else str(path)
+        raise StorageError(
+            f"cannot open storage {redact(url)} ({where}): {_first_line(e)}"
+        ) from None
+    except RuntimeError as e:  # optuna's schema-version mismatch
+        raise StorageError(f"storage {redact(url)}: {_first_line(e)}") from None
+    return storage
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    """Names of the studies in the storage, oldest first."""
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def close_storage(storage: optuna.storages.BaseStorage) -> None:
+    """Release the storage's connections (SQLite: lets WAL fold back into the main file)."""
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        storage.remove_session()
+        engine.dispose()
+
+
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    *,
+    direction: str,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    signature: dict[str, Any],
+    describe_change: Callable[[dict[str, Any], dict[str, Any]], str | None],
+    user_attrs: Mapping[str, Any],
+    enqueue: Sequence[Mapping[str, Any]] = (),
+    signature_attr: str = "space_signature",
+) -> tuple[optuna.Study, bool]:
+    """Create the study, or load it to continue; returns (study, created).
+
+    Continuing is refused (ConfigError, nothing written) when the stored search space or the
+    direction differs from this one. A new study gets `user_attrs` and its `enqueue` entries
+    (only then, so continuing never queues them twice).
+    """
+    if name in study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        old = study.user_attrs.get(signature_attr)
+        if old is None:
+            raise ConfigError(
+                f"study {name!r} exists in this storage but was not created by sweep; "
+                "choose another name with --name"
+            )
+        change = describe_change(old, signature)
+        if change:
+            raise ConfigError(
+                f"study {name!r} was created with a different search space ({change}); "
+                "run it with the old study file, or start a new study with --name"
+            )
+        if study.direction.name.lower() != direction:
+            raise ConfigError(
+                f"study {name!r} is {study.direction.name.lower()}d, the study file says "
+                f"{direction}; start a new study with --name"
+            )
+        return study, False
+    study = optuna.create_study(
+        storage=storage, study_name=name, direction=direction, sampler=sampler, pruner=pruner
+    )
+    for key, value in user_attrs.items():
+        study.set_user_attr(key, value)
+    study.set_user_attr(signature_attr, signature)
+    for params in enqueue:
+        study.enqueue_trial(dict(params), skip_if_exists=True)
+    return study, True
