@@ -1,0 +1,870 @@
+"""Study files: YAML validated once, at load, into frozen pydantic models.
+
+A study file names a dataset, a ladder of model sizes and a search space. `load_study` reads it
+with `yaml.safe_load` semantics (no tags that run code), validates it into a `StudyConfig` and turns
+every problem into one `ConfigError` line that names the file, the line and column, the dotted key
+path and, for an unknown key, the nearest valid one.
+
+This module stays light on purpose: `sweep status` and `sweep report` load configs and must not pay
+for torch or optuna, so the sweep.data / sweep.models dataclasses are imported lazily inside the
+conversion methods, and pruner settings are checked against a table here (tests keep the table in
+step with optuna's constructors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import math
+import types
+import typing
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from sweep.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sweep.data import DataSpec
+    from sweep.models import ModelSpec
+
+__all__ = [
+    "METRIC_GOALS",
+    "PARAM_KINDS",
+    "PRUNER_SETTINGS",
+    "SAMPLERS",
+    "DataConfig",
+    "HFConfig",
+    "MetricConfig",
+    "ModelConfig",
+    "ParamConfig",
+    "PrunerConfig",
+    "StudyConfig",
+    "bundled_demo_path",
+    "load_study",
+]
+
+# The searchable parameters and the type each one's values take ("str" = a model name).
+PARAM_KINDS: dict[str, str] = {
+    "learning_rate": "float",
+    "batch_size": "int",
+    "epochs": "int",
+    "model_size": "str",
+    "weight_decay": "float",
+    "warmup_ratio": "float",
+}
+_REQUIRED_PARAMS = ("learning_rate", "batch_size", "epochs")
+METRIC_GOALS: dict[str, str] = {"val_loss": "minimize", "val_accuracy": "maximize"}
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "grid")
+# Settings a `pruner: {name: ..., key: value}` mapping may carry: keyword arguments of the Optuna
+# pruner's constructor (tests/test_space.py checks them against the real signatures), each with
+# the smallest value that makes sense and whether "auto" is allowed (where Optuna accepts it).
+PRUNER_SETTINGS: dict[str, dict[str, tuple[int, bool]]] = {
+    "hyperband": {
+        "min_resource": (1, False),
+        "max_resource": (1, True),
+        "reduction_factor": (2, False),
+        "bootstrap_count": (0, False),
+    },
+    "successive_halving": {
+        "min_resource": (1, True),
+        "reduction_factor": (2, False),
+        "min_early_stopping_rate": (0, False),
+        "bootstrap_count": (0, False),
+    },
+    "median": {
+        "n_startup_trials": (0, False),
+        "n_warmup_steps": (0, False),
+        "interval_steps": (1, False),
+        "n_min_trials": (1, False),
+    },
+    "none": {},
+}
+# Names of sweep.models.PRESETS, repeated here so validating `{preset: ...}` never imports torch
+# (a test keeps the two in step).
+_PRESET_NAMES = ("nano", "micro", "mini", "small")
+
+
+class _PathError(ValueError):
+    """A validation error that knows the key path below the field pydantic is validating."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _nearest(key: object, valid: typing.Iterable[str]) -> str | None:
+    found = difflib.get_close_matches(str(key), sorted(valid), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _unknown_key(key: object, valid: typing.Iterable[str], what: str = "key") -> str:
+    valid = sorted(valid)
+    near = _nearest(key, valid)
+    hint = f"did you mean '{near}'?" if near else f"valid: {', '.join(valid)}"
+    return f"unknown {what} '{key}' ({hint})"
+
+
+def _short(value: object, limit: int = 50) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _to_float(value: object) -> float:
+    """A finite float; strings such as "1e-5" (a string to YAML 1.1) count as numbers."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected a number, got {_short(value)}")
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"expected a number, got {_short(value)}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {_short(value)}")
+    return number
+
+
+def _to_int(value: object) -> int:
+    """An int; integral floats and numeric strings ("32", "1e3") are accepted, bools are not."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        number = _to_float(value)
+    except ValueError:
+        raise ValueError(f"expected an integer, got {_short(value)}") from None
+    if not number.is_integer():
+        raise ValueError(f"expected an integer, got {_short(value)}")
+    return int(number)
+
+
+# Numeric fields of the file: pydantic's lax mode would take `true` for 1, so use our coercion.
+Int = typing.Annotated[int, BeforeValidator(_to_int)]
+Float = typing.Annotated[float, BeforeValidator(_to_float)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    context = info.context or {}
+    base = context.get("base_dir")
+    return Path(base) if base is not None else None
+
+
+def _resolve_path(value: Path, base: Path | None) -> Path:
+    with contextlib.suppress(RuntimeError):  # "~user" of an unknown user: keep it literal
+        value = value.expanduser()
+    return (value if value.is_absolute() else (base or Path.cwd()) / value).resolve()
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long for the file system is not a local model
+        return False
+
+
+class HFConfig(_Frozen):
+    """A dataset on the Hugging Face hub or in its local cache: `load_dataset(path, name)`."""
+
+    path: str = Field(min_length=1)
+    name: str | None = None
+    train_split: str = "train"
+    validation_split: str | None = None
+    revision: str | None = None
+
+
+class DataConfig(_Frozen):
+    """Where the texts come from: exactly one of `train` (a file), `hf` or `demo`."""
+
+    train: Path | None = None
+    validation: Path | None = None
+    hf: HFConfig | None = None
+    demo: bool = False
+    text_column: str = Field("text", min_length=1)
+    label_column: str = Field("label", min_length=1)
+    max_length: Int = Field(128, ge=8)
+    limit_train: Int | None = Field(None, ge=2)
+    validation_fraction: Float = Field(0.2, gt=0.0, lt=1.0)
+    split_seed: Int = Field(0, ge=0)
+    demo_size: Int = Field(2000, ge=20)
+
+    @field_validator("train", "validation")
+    @classmethod
+    def _absolute(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # Relative paths are relative to the study file, so a study runs from any directory.
+        return None if value is None else _resolve_path(value, _base_dir(info))
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        given = [k for k, v in (("train", self.train), ("hf", self.hf), ("demo", self.demo)) if v]
+        if len(given) != 1:
+            got = " and ".join(given) if given else "none"
+            raise ValueError(f"give exactly one of train, hf or demo: true (got {got})")
+        if self.validation is not None and self.train is None:
+            raise _PathError(
+                ("validation",),
+                "validation is a file that goes with train (for hf use validation_split)",
+            )
+        return self
+
+
+class ModelConfig(_Frozen):
+    """One rung of the model-size ladder: a GPT-2 shape, a preset name, or a pretrained model."""
+
+    n_layer: Int | None = Field(None, ge=1)
+    n_embd: Int | None = Field(None, ge=1)
+    n_head: Int | None = Field(None, ge=1)
+    preset: str | None = None
+    pretrained: str | None = Field(None, min_length=1)
+    trust_remote_code: bool = False
+
+    @field_validator("pretrained")
+    @classmethod
+    def _resolve(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        base = _base_dir(info)
+        # Local-looking paths resolve against the study file's folder; anything else is a hub id.
+        local = value.startswith(("./", "../", "/", "~", ".\\", "..\\")) or value in (".", "..")
+        if local or (base is not None and _exists(base / value)):
+            return str(_resolve_path(Path(value), base))
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ModelConfig:
+        shape = [self.n_layer, self.n_embd, self.n_head]
+        kinds = [
+            k
+            for k, given in (
+                ("n_layer/n_embd/n_head", any(v is not None for v in shape)),
+                ("preset", self.preset is not None),
+                ("pretrained", self.pretrained is not None),
+            )
+            if given
+        ]
+        if len(kinds) != 1:
+            got = " and ".join(kinds) if kinds else "none"
+            raise ValueError(
+                f"give one of {{n_layer, n_embd, n_head}}, {{preset: name}} or {{pretrained: path}}"
+                f" (got {got})"
+            )
+        if kinds[0] == "n_layer/n_embd/n_head":
+            for key, value in zip(("n_layer", "n_embd", "n_head"), shape, strict=True):
+                if value is None:
+                    raise ValueError(
+                        f"a GPT-2 shape needs n_layer, n_embd and n_head ({key} missing)"
+                    )
+            if self.n_embd % self.n_head:
+                raise _PathError(
+                    ("n_embd",),
+                    f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})",
+                )
+        if self.preset is not None and self.preset not in _PRESET_NAMES:
+            raise _PathError(("preset",), _unknown_key(self.preset, _PRESET_NAMES, "preset"))
+        if self.trust_remote_code and self.pretrained is None:
+            raise _PathError(
+                ("trust_remote_code",), "trust_remote_code applies to pretrained models"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        """ "shape", "preset" or "pretrained"."""
+        return "preset" if self.preset else "pretrained" if self.pretrained else "shape"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        # Only the keys of this rung's kind, so the dump reads like the file and loads back.
+        data = handler(self)
+        if self.pretrained is None:
+            data.pop("trust_remote_code", None)
+        return {k: v for k, v in data.items() if v is not None}
+
+
+class ParamConfig(_Frozen):
+    """One parameter: a fixed `value` (written as a bare scalar), `values`, or a `min`..`max` range.
+
+    Values are already coerced to the parameter's type by `StudyConfig` (see PARAM_KINDS).
+    """
+
+    value: Any = None
+    values: tuple[Any, ...] | None = None
+    min: Any = None
+    max: Any = None
+    log: bool = False
+    step: Any = None
+
+    @property
+    def fixed(self) -> bool:
+        """True for a fixed value, which is not searched."""
+        return self.values is None and self.min is None
+
+    @property
+    def is_range(self) -> bool:
+        """True for a min..max range (IntDistribution / FloatDistribution)."""
+        return self.min is not None
+
+    @model_serializer(mode="plain")
+    def _dump(self) -> Any:
+        if self.fixed:
+            return self.value
+        if self.values is not None:
+            return {"values": list(self.values)}
+        out: dict[str, Any] = {"min": self.min, "max": self.max}
+        if self.log:
+            out["log"] = True
+        if self.step is not None:
+            out["step"] = self.step
+        return out
+
+
+def _coerce_value(name: str, value: object, models: typing.Collection[str] | None) -> Any:
+    """One value of parameter `name`, converted to its type and checked against its bounds."""
+    kind = PARAM_KINDS[name]
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"expected a model name, got {_short(value)}")
+        if models is not None and value not in models:
+            near = _nearest(value, models)
+            hint = f"did you mean '{near}'?" if near else f"models: {', '.join(models)}"
+            raise ValueError(f"'{value}' is not in models ({hint})")
+        return value
+    number = _to_float(value) if kind == "float" else _to_int(value)
+    low_ok = {"learning_rate": number > 0, "weight_decay": number >= 0}.get(name, True)
+    if name in ("batch_size", "epochs"):
+        low_ok = number >= 1
+    if name == "warmup_ratio":
+        low_ok = 0 <= number < 1
+    if not low_ok:
+        bound = {
+            "learning_rate": "> 0",
+            "weight_decay": ">= 0",
+            "warmup_ratio": "in [0, 1)",
+        }.get(name, ">= 1")
+        raise ValueError(f"{name} must be {bound}, got {_short(value)}")
+    return number
+
+
+def _on_step(value: float, low: float, step: float) -> bool:
+    ratio = (value - low) / step
+    return math.isclose(ratio, round(ratio), rel_tol=0, abs_tol=1e-9)
+
+
+def _normalize_param(name: str, raw: object, models: typing.Collection[str] | None) -> dict:
+    """Raw YAML of one parameter -> ParamConfig fields with typed values; _PathError if wrong."""
+
+    def coerce(value: object, path: tuple[str | int, ...]) -> Any:
+        try:
+            return _coerce_value(name, value, models)
+        except ValueError as exc:
+            raise _PathError(path, str(exc)) from None
+
+    if isinstance(raw, ParamConfig):
+        raw = raw.model_dump()
+    if isinstance(raw, list):
+        raise _PathError((), "a fixed value must be a scalar; to search, write {values: [...]}")
+    if not isinstance(raw, dict):
+        if raw is None:
+            raise _PathError((), "empty value; give a value, {values: [...]} or {min, max}")
+        return {"value": coerce(raw, ())}
+    valid = ("value", "values", "min", "max", "log", "step")
+    for key in raw:
+        if key not in valid:
+            raise _PathError((key,), _unknown_key(key, valid))
+    shapes = [s for s in ("value", "values", "min") if s in raw] + (
+        ["min"] if "max" in raw and "min" not in raw else []
+    )
+    if len(shapes) != 1:
+        raise _PathError((), "give exactly one of a fixed value, {values: [...]} or {min, max}")
+    if "value" in raw or "values" in raw:
+        extra = [k for k in ("log", "step") if k in raw]
+        if extra:
+            raise _PathError((extra[0],), f"{extra[0]} applies to a min/max range")
+    if "value" in raw:
+        if isinstance(raw["value"], list | dict) or raw["value"] is None:
+            raise _PathError(("value",), "a fixed value must be a scalar")
+        return {"value": coerce(raw["value"], ("value",))}
+    if "values" in raw:
+        values = raw["values"]
+        if not isinstance(values, list):
+            raise _PathError(("values",), f"values must be a list, got {_short(values)}")
+        if not values:
+            raise _PathError(("values",), "values is empty")
+        coerced = [coerce(v, ("values", i)) for i, v in enumerate(values)]
+        for i, v in enumerate(coerced):
+            if v in coerced[:i]:
+                raise _PathError(("values", i), f"duplicate value {_short(v)}")
+        return {"values": tuple(coerced)}
+    # A min..max range.
+    if PARAM_KINDS[name] == "str":
+        raise _PathError((), f"{name} takes {{values: [...]}} or a fixed name, not a range")
+    for key in ("min", "max"):
+        if key not in raw:
+            raise _PathError((), f"a range needs both min and max ({key} missing)")
+    low, high = coerce(raw["min"], ("min",)), coerce(raw["max"], ("max",))
+    log = raw.get("log", False)
+    if not isinstance(log, bool):
+        raise _PathError(("log",), f"log must be true or false, got {_short(log)}")
+    if low > high:
+        raise _PathError(("min",), f"min ({low}) > max ({high})")
+    if log and low <= 0:
+        raise _PathError(("min",), f"a log range needs min > 0, got {low}")
+    step = raw.get("step")
+    if step is not None:
+        try:
+            step = _to_float(step) if PARAM_KINDS[name] == "float" else _to_int(step)
+        except ValueError as exc:
+            raise _PathError(("step",), str(exc)) from None
+        if step <= 0:
+            raise _PathError(("step",), f"step must be > 0, got {step}")
+        if log and step != 1:
+            raise _PathError(("step",), "a log range cannot have a step")
+        if log:
+            step = None  # step 1 on a log int range is Optuna's default; keep one spelling
+        elif not _on_step(high, low, step):
+            raise _PathError(
+                ("max",), f"max - min ({high} - {low}) is not a multiple of step {step}"
+            )
+    return {"min": low, "max": high, "log": log, "step": step}
+
+
+class MetricConfig(_Frozen):
+    """The objective: `val_loss` (minimize) or `val_accuracy` (maximize)."""
+
+    name: str = "val_loss"
+    goal: str = "minimize"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_goal(cls, data: Any) -> Any:
+        # `metric: val_accuracy` is short for {name: val_accuracy}; the goal follows from the name.
+        if isinstance(data, str):
+            data = {"name": data}
+        if isinstance(data, dict) and "goal" not in data and data.get("name") in METRIC_GOALS:
+            data = {**data, "goal": METRIC_GOALS[data["name"]]}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> MetricConfig:
+        if self.name not in METRIC_GOALS:
+            raise _PathError(("name",), _unknown_key(self.name, METRIC_GOALS, "metric"))
+        expected = METRIC_GOALS[self.name]
+        if self.goal != expected:
+            raise _PathError(("goal",), f"{self.name} is to {expected}, not to {self.goal}")
+        return self
+
+
+class PrunerConfig(_Frozen):
+    """A pruner name plus keyword settings for its Optuna constructor (see PRUNER_SETTINGS)."""
+
+    name: str = "hyperband"
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, data: Any) -> Any:
+        # The file writes `pruner: median` or `pruner: {name: median, n_warmup_steps: 2}`.
+        if isinstance(data, str):
+            data = {"name": data}
+        if not isinstance(data, dict):
+            return data  # pydantic reports the type
+        name = data.get("name", "hyperband")
+        if not isinstance(name, str) or name not in PRUNER_SETTINGS:
+            where = ("name",) if "name" in data else ()
+            raise _PathError(where, _unknown_key(name, PRUNER_SETTINGS, "pruner"))
+        allowed = PRUNER_SETTINGS[name]
+        settings: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "name":
+                continue
+            if key not in allowed:
+                if not allowed:
+                    raise _PathError((key,), f"the {name} pruner takes no settings")
+                raise _PathError((key,), _unknown_key(key, allowed, f"{name} pruner setting"))
+            least, auto_ok = allowed[key]
+            if auto_ok and value == "auto":
+                settings[key] = value
+                continue
+            try:
+                settings[key] = _to_int(value)
+            except ValueError as exc:
+                raise _PathError((key,), str(exc)) from None
+            if settings[key] < least:
+                raise _PathError((key,), f"{key} must be >= {least}, got {settings[key]}")
+        return {"name": name, "settings": settings}
+
+    @model_serializer(mode="plain")
+    def _dump(self) -> dict[str, Any]:
+        return {"name": self.name, **self.settings}
+
+
+class StudyConfig(_Frozen):
+    """A validated study file. Build it with `load_study(path)`."""
+
+    name: str = Field(min_length=1, max_length=500)
+    data: DataConfig
+    models: dict[str, ModelConfig] = Field(min_length=1)
+    parameters: dict[str, ParamConfig]
+    metric: MetricConfig = Field(default_factory=MetricConfig)
+    sampler: str = "tpe"
+    pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+    trials: Int = Field(50, ge=1)
+    seed: Int = Field(0, ge=0, lt=2**32)
+    enqueue: list[dict[str, Any]] = Field(default_factory=list)
+    storage: str | None = Field(None, min_length=1)
+    keep_best: Int = Field(1, ge=0)
+    source_path: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_from_file(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict) and "source_path" in data and (info.context or {}).get("file"):
+            raise _PathError(("source_path",), _unknown_key("source_path", _FILE_KEYS))
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value or value != value.strip():
+            raise ValueError("name must be one line without surrounding spaces")
+        return value
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _parameters(cls, raw: Any, info: ValidationInfo) -> Any:
+        if not isinstance(raw, dict):
+            raise ValueError(f"parameters must be a mapping of name -> value, got {_short(raw)}")
+        models = info.data.get("models")
+        out = {}
+        for name, spec in raw.items():
+            if name not in PARAM_KINDS:
+                raise _PathError((name,), _unknown_key(name, PARAM_KINDS, "parameter"))
+            try:
+                out[name] = _normalize_param(name, spec, models)
+            except _PathError as exc:
+                raise _PathError((name, *exc.path), str(exc)) from None
+        for name in _REQUIRED_PARAMS:
+            if name not in out:
+                raise ValueError(f"missing parameter '{name}'")
+        if "model_size" not in out and models is not None:
+            if len(models) != 1:
+                raise ValueError(
+                    f"missing parameter 'model_size' ({len(models)} models to pick from)"
+                )
+            out["model_size"] = {"value": next(iter(models))}
+        return out
+
+    @field_validator("sampler", mode="before")
+    @classmethod
+    def _sampler(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and value not in SAMPLERS:
+            raise ValueError(_unknown_key(value, SAMPLERS, "sampler"))
+        params: dict[str, ParamConfig] | None = info.data.get("parameters")
+        if value == "grid" and params:
+            for name, param in params.items():
+                if param.is_range and PARAM_KINDS[name] == "float" and param.step is None:
+                    raise ValueError(
+                        f"grid needs a discrete space but {name} is a continuous range"
+                        " (give it a step or values)"
+                    )
+        return value
+
+    @field_validator("pruner")
+    @classmethod
+    def _pruner(cls, value: PrunerConfig, info: ValidationInfo) -> PrunerConfig:
+        params: dict[str, ParamConfig] | None = info.data.get("parameters")
+        least = value.settings.get("min_resource", 1)
+        if params and value.name == "hyperband" and isinstance(least, int):
+            top = _max_epochs(params["epochs"])
+            if least > value.settings.get("max_resource", top):
+                raise _PathError(("min_resource",), f"min_resource {least} > max epochs {top}")
+        return value
+
+    @field_validator("enqueue", mode="before")
+    @classmethod
+    def _enqueue(cls, raw: Any, info: ValidationInfo) -> Any:
+        params: dict[str, ParamConfig] | None = info.data.get("parameters")
+        if not isinstance(raw, list) or params is None:
+            return raw  # pydantic reports the type; without parameters there is nothing to check
+        models = info.data.get("models")
+        out = []
+        for i, entry in enumerate(raw):
+            if not isinstance(entry, dict):
+                raise _PathError((i,), f"an enqueued trial is a mapping, got {_short(entry)}")
+            out.append({})
+            for key, value in entry.items():
+                if key not in params:
+                    raise _PathError((i, key), _unknown_key(key, params, "parameter"))
+                try:
+                    out[-1][key] = _in_space(key, params[key], value, models)
+                except ValueError as exc:
+                    raise _PathError((i, key), str(exc)) from None
+        return out
+
+    def max_epochs(self) -> int:
+        """The most epochs any trial can run (the pruners' max resource)."""
+        return _max_epochs(self.parameters["epochs"])
+
+    def data_spec(self) -> DataSpec:
+        """The sweep.data.DataSpec of this study (paths already absolute)."""
+        from sweep.data import DataSpec, HFSource  # lazy: keeps this module light
+
+        d = self.data
+        hf = None if d.hf is None else HFSource(**d.hf.model_dump())
+        return DataSpec(
+            train=d.train,
+            validation=d.validation,
+            hf=hf,
+            demo=d.demo,
+            text_column=d.text_column,
+            label_column=d.label_column,
+            max_length=d.max_length,
+            limit_train=d.limit_train,
+            validation_fraction=d.validation_fraction,
+            split_seed=d.split_seed,
+            demo_size=d.demo_size,
+        )
+
+    def model_specs(self) -> dict[str, ModelSpec]:
+        """The model ladder as sweep.models specs (FromConfigShape / PretrainedModel)."""
+        from sweep.models import PRESETS, FromConfigShape, PretrainedModel  # lazy: may import torch
+
+        specs: dict[str, ModelSpec] = {}
+        for name, m in self.models.items():
+            if m.kind == "preset":
+                specs[name] = PRESETS[m.preset]
+            elif m.kind == "pretrained":
+                specs[name] = PretrainedModel(m.pretrained, trust_remote_code=m.trust_remote_code)
+            else:
+                specs[name] = FromConfigShape(n_layer=m.n_layer, n_embd=m.n_embd, n_head=m.n_head)
+        return specs
+
+    def resolved(self) -> dict[str, Any]:
+        """The whole resolved config as JSON-able data (`StudyConfig.model_validate` reads it)."""
+        return self.model_dump(mode="json")
+
+
+_FILE_KEYS = tuple(k for k in StudyConfig.model_fields if k != "source_path")
+
+
+def _max_epochs(param: ParamConfig) -> int:
+    if param.fixed:
+        return param.value
+    return param.max if param.is_range else max(param.values)
+
+
+def _in_space(name: str, param: ParamConfig, value: object, models: Any) -> Any:
+    """`value` coerced to parameter `name`'s type; ValueError unless the space can produce it."""
+    value = _coerce_value(name, value, models)
+    if param.fixed:
+        if value != param.value:
+            raise ValueError(f"{name} is fixed at {param.value} in parameters, got {value}")
+    elif param.values is not None:
+        if value not in param.values:
+            raise ValueError(f"{name} {value!r} is not one of the values {list(param.values)}")
+    elif not param.min <= value <= param.max:
+        raise ValueError(f"{name} {value} is outside the range {param.min}..{param.max}")
+    elif param.step is not None and not _on_step(value, param.min, param.step):
+        raise ValueError(f"{name} {value} is not on the grid {param.min} + k * {param.step}")
+    return value
+
+
+def bundled_demo_path() -> Path:
+    """The demo study shipped inside the package (offline, synthetic data)."""
+    return Path(__file__).resolve().parent / "studies" / "demo.yaml"
+
+
+# ---- reading the file and reporting errors where they are --------------------------------------
+
+
+def _error(text: str) -> ConfigError:
+    """A ConfigError on one printable line, whatever odd characters the file's keys hold."""
+    return ConfigError("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))
+
+
+def _mark(mark: yaml.Mark | None) -> str:
+    return f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+
+
+def _parse(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
+    """(compose tree, data) with the safe loader's constructors: tags that run code are errors."""
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)  # the reader refuses control characters right here
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        where = exc.problem_mark or exc.context_mark
+        what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise _error(f"{path}{_mark(where)}: invalid YAML: {what}") from None
+    except yaml.YAMLError as exc:
+        raise _error(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+    except (ValueError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
+        # The safe constructors raise plain exceptions on some bad explicit tags (`!!float abc`).
+        raise _error(f"{path}: invalid YAML value: {_short(str(exc), 80)}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return node, data
+
+
+def _find_duplicate_key(node: yaml.Node, seen: set[int] | None = None) -> yaml.Node | None:
+    # safe_load keeps the last of two equal keys silently; a study with two `trials:` is a mistake.
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return None
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                if (key.tag, key.value) in keys:
+                    return key
+                keys.add((key.tag, key.value))
+    children = node.value if isinstance(node, yaml.CollectionNode) else []
+    for child in children:
+        for sub in child if isinstance(child, tuple) else (child,):
+            found = _find_duplicate_key(sub, seen)
+            if found is not None:
+                return found
+    return None
+
+
+def _node_mark(root: yaml.Node | None, loc: tuple[str | int, ...]) -> yaml.Mark | None:
+    """The mark of the deepest YAML node along `loc` (a key's own mark for mapping keys)."""
+    node, mark = root, root.start_mark if root is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    node, mark = value, key.start_mark
+                    break
+            else:
+                return mark
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if not 0 <= part < len(node.value):
+                return mark
+            node = node.value[part]
+            mark = node.start_mark
+        else:
+            return mark
+    return mark
+
+
+def _model_keys(loc: tuple[str | int, ...]) -> list[str] | None:
+    """Valid keys of the pydantic model that holds the mapping at `loc` (None if not a model)."""
+    current: Any = StudyConfig
+    parts = list(loc)
+    while True:
+        origin = typing.get_origin(current)
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(current) if a is not type(None)]
+            current = args[0] if len(args) == 1 else None
+            continue
+        if origin is typing.Annotated:
+            current = typing.get_args(current)[0]
+            continue
+        if not parts:
+            break
+        part = parts.pop(0)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            current = field.annotation if field is not None else None
+        elif origin in (dict, list):
+            current = typing.get_args(current)[-1]
+        else:
+            return None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        if current is StudyConfig:
+            return list(_FILE_KEYS)
+        return list(current.model_fields)
+    return None
+
+
+def _path_text(loc: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+_COMPARISONS = (
+    ("greater than or equal to", ">="),
+    ("less than or equal to", "<="),
+    ("greater than", ">"),
+    ("less than", "<"),
+)
+
+
+def _config_error(exc: ValidationError, path: Path, root: yaml.Node | None) -> ConfigError:
+    """The first pydantic error as one line: file:line:col: key.path: message."""
+    errors = exc.errors()
+    err = errors[0]
+    loc = tuple(err["loc"])
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, _PathError):
+        loc = loc + cause.path
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        valid = _model_keys(loc[:-1]) or []
+        message = _unknown_key(loc[-1], valid)
+    elif kind == "missing":
+        message = f"missing required key '{loc[-1]}'"
+    elif kind == "value_error" and cause is not None:
+        message = str(cause)
+    else:
+        text = err["msg"].replace("Input should", "should")
+        for words, sign in _COMPARISONS:
+            text = text.replace(words, sign)
+        message = f"{text} (got {_short(err.get('input'))})"
+    if len(errors) > 1:
+        message += f" (+{len(errors) - 1} more)"
+    mark = _node_mark(root, loc[:-1] if kind == "missing" else loc)
+    where = _path_text(loc) or "(top level)"
+    return _error(f"{path}{_mark(mark)}: {where}: {message}")
+
+
+def load_study(path: Path | str) -> StudyConfig:
+    """Read and validate a study file; any problem is one ConfigError line with file:line:col."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _error(f"{path}: study file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _error(f"{path}: cannot read study file: {exc}") from None
+    root, data = _parse(text, path)
+    if data is None:
+        raise _error(f"{path}: the study file is empty")
+    if not isinstance(data, dict):
+        raise _error(
+            f"{path}{_mark(root.start_mark)}: a study file is a mapping of keys (name, data, ...),"
+            f" got {type(data).__name__}"
+        )
+    try:
+        duplicate = _find_duplicate_key(root)
+    except RecursionError:
+        duplicate = None  # absurdly deep nesting; validation below reports what is wrong
+    if duplicate is not None:
+        raise _error(f"{path}{_mark(duplicate.start_mark)}: duplicate key '{duplicate.value}'")
+    base = path.resolve().parent
+    try:
+        config = StudyConfig.model_validate(data, context={"base_dir": base, "file": True})
+    except ValidationError as exc:
+        raise _config_error(exc, path, root) from None
+    except RecursionError:
+        raise _error(f"{path}: the study file refers to itself (recursive YAML alias)") from None
+    return config.model_copy(update={"source_path": path.resolve()})
