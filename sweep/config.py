@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -282,7 +283,7 @@ class ModelConfig(_Frozen):
 
     @property
     def kind(self) -> str:
-        """ "shape", "preset" or "pretrained"."""
+        """Which kind of rung this is: "shape", "preset" or "pretrained"."""
         return "preset" if self.preset else "pretrained" if self.pretrained else "shape"
 
     @model_serializer(mode="wrap")
@@ -331,6 +332,16 @@ class ParamConfig(_Frozen):
         return out
 
 
+# What each numeric parameter may be, and how to say it.
+_BOUNDS: dict[str, tuple[typing.Callable[[float], bool], str]] = {
+    "learning_rate": (lambda v: v > 0, "> 0"),
+    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "epochs": (lambda v: v >= 1, ">= 1"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "warmup_ratio": (lambda v: 0 <= v < 1, "in [0, 1)"),
+}
+
+
 def _coerce_value(name: str, value: object, models: typing.Collection[str] | None) -> Any:
     """One value of parameter `name`, converted to its type and checked against its bounds."""
     kind = PARAM_KINDS[name]
@@ -343,17 +354,8 @@ def _coerce_value(name: str, value: object, models: typing.Collection[str] | Non
             raise ValueError(f"'{value}' is not in models ({hint})")
         return value
     number = _to_float(value) if kind == "float" else _to_int(value)
-    low_ok = {"learning_rate": number > 0, "weight_decay": number >= 0}.get(name, True)
-    if name in ("batch_size", "epochs"):
-        low_ok = number >= 1
-    if name == "warmup_ratio":
-        low_ok = 0 <= number < 1
-    if not low_ok:
-        bound = {
-            "learning_rate": "> 0",
-            "weight_decay": ">= 0",
-            "warmup_ratio": "in [0, 1)",
-        }.get(name, ">= 1")
+    within, bound = _BOUNDS[name]
+    if not within(number):
         raise ValueError(f"{name} must be {bound}, got {_short(value)}")
     return number
 
@@ -829,6 +831,7 @@ def _config_error(exc: ValidationError, path: Path, root: yaml.Node | None) -> C
         text = err["msg"].replace("Input should", "should")
         for words, sign in _COMPARISONS:
             text = text.replace(words, sign)
+        text = re.sub(r"a valid dictionary( or instance of \w+)?", "a mapping", text)
         message = f"{text} (got {_short(err.get('input'))})"
     if len(errors) > 1:
         message += f" (+{len(errors) - 1} more)"
