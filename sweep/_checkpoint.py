@@ -1,0 +1,166 @@
+"""Per-epoch training checkpoints, written atomically and loaded without unpickling code.
+
+A checkpoint directory holds, for the last finished epoch k:
+  epoch-k.safetensors  the model weights (safetensors; shared tensors handled by save_model)
+  epoch-k.pt           optimizer, scheduler, RNG states, epoch, metrics so far (torch.save of plain
+                       types and tensors only, so it loads with torch.load(weights_only=True))
+  latest.json          {"epoch": k, ...}: written last, with os.replace, so it is the commit point —
+                       a crash mid-save leaves the previous epoch's checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+from transformers import AutoTokenizer
+
+LATEST = "latest.json"
+FORMAT_VERSION = 1
+
+
+def _atomic(path: Path) -> Path:
+    """A temporary sibling of `path` to write before os.replace (same dir: same filesystem)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy and torch (CPU and CUDA) RNG states as tensors and plain types."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    state: dict[str, Any] = {
+        "python": [py_version, torch.tensor(py_state, dtype=torch.int64), py_gauss],
+        "numpy": {
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what rng_state() returned."""
+    py_version, py_state, py_gauss = state["python"]
+    random.setstate((py_version, tuple(int(x) for x in py_state.tolist()), py_gauss))
+    np_state = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
+            "has_gauss": np_state["has_gauss"],
+            "gauss": np_state["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def read_latest(directory: Path) -> dict[str, Any] | None:
+    """The commit record of the checkpoint in `directory`, or None if there is none (or torn)."""
+    try:
+        latest = json.loads((directory / LATEST).read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return None
+    if latest.get("version") != FORMAT_VERSION:
+        return None
+    if not (directory / latest["weights"]).is_file() or not (directory / latest["state"]).is_file():
+        return None
+    return latest
+
+
+def save_checkpoint(
+    directory: Path,
+    *,
+    model: torch.nn.Module,
+    epoch: int,
+    state: dict[str, Any],
+    fingerprint: str,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write the checkpoint of `epoch` (model weights + `state`), then commit it with latest.json.
+
+    `extra` (JSON-able) goes into latest.json, for what a caller needs before building the model.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / f"epoch-{epoch}.safetensors"
+    blob = directory / f"epoch-{epoch}.pt"
+    tmp = _atomic(weights)
+    # save_model, not save_file(state_dict): it drops the duplicate names of tied/shared tensors,
+    # which safetensors refuses to store twice.
+    save_model(model, str(tmp))
+    os.replace(tmp, weights)
+    tmp = _atomic(blob)
+    torch.save(state, tmp)
+    os.replace(tmp, blob)
+    latest = {
+        "version": FORMAT_VERSION,
+        "epoch": epoch,
+        "weights": weights.name,
+        "state": blob.name,
+        "fingerprint": fingerprint,
+        **(extra or {}),
+    }
+    tmp = _atomic(directory / LATEST)
+    tmp.write_text(json.dumps(latest))
+    os.replace(tmp, directory / LATEST)
+    # Only now is the older epoch's checkpoint garbage.
+    for old in directory.glob("epoch-*"):
+        if old.name not in (weights.name, blob.name):
+            old.unlink(missing_ok=True)
+
+
+def load_checkpoint(
+    directory: Path, latest: dict[str, Any], model: torch.nn.Module, device: torch.device
+) -> dict[str, Any]:
+    """Load the committed weights into `model` and return the saved state (weights_only load)."""
+    load_model(model, str(directory / latest["weights"]), device=str(device))
+    return torch.load(directory / latest["state"], map_location=device, weights_only=True)
+
+
+def remove_checkpoint(directory: Path) -> None:
+    """Delete the checkpoint files (and the directory if that leaves it empty)."""
+    (directory / LATEST).unlink(missing_ok=True)
+    for path in directory.glob("epoch-*"):
+        path.unlink(missing_ok=True)
+    for path in directory.glob(".*.tmp-*"):
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        directory.rmdir()
+
+
+def save_best_model(
+    directory: Path, model: Any, tokenizer_dir: Path, label_names: tuple[str, ...]
+) -> None:
+    """Write a loadable model folder: save_pretrained (safetensors) + tokenizer files + labels.json.
+
+    Written to a temporary sibling first and swapped in, so a reader never sees half a model.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    # Through AutoTokenizer rather than copying files: tokenizer_dir may be a whole pretrained
+    # model folder, and only its tokenizer belongs next to our weights.
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp)
+    labels = {str(i): name for i, name in enumerate(label_names)}
+    (tmp / "labels.json").write_text(json.dumps(labels, indent=2) + "\n")
+    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,174 @@
+"""The model-size ladder: named from-config GPT-2 shapes or pretrained classifiers.
+
+A study names its model sizes; each is either a `FromConfigShape` (GPT-2 architecture with random
+initialisation, so it needs no download — the tokenizer is a BPE trained on the study's data) or a
+`PretrainedModel` (a local directory or a hub id loaded with `AutoModelForSequenceClassification`).
+`build_model` turns either into a ready `PreTrainedModel` with the classification head sized for the
+study's labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import (
+    AutoModelForSequenceClassification,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    PreTrainedModel,
+)
+
+from sweep.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FromConfigShape:
+    """A GPT-2 architecture of the given depth and width, randomly initialised."""
+
+    n_layer: int
+    n_embd: int
+    n_head: int
+
+    def __post_init__(self) -> None:
+        if min(self.n_layer, self.n_embd, self.n_head) < 1:
+            raise ModelError(f"model shape {self}: n_layer, n_embd and n_head must be >= 1")
+        if self.n_embd % self.n_head:
+            raise ModelError(
+                f"model shape {self}: n_embd ({self.n_embd}) must be divisible by "
+                f"n_head ({self.n_head})"
+            )
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    """A pretrained model: a local directory (save_pretrained form) or a hub id."""
+
+    source: str
+    trust_remote_code: bool = False
+
+
+ModelSpec = FromConfigShape | PretrainedModel
+
+# The ladder. Each rung is roughly 4x the compute of the one below; `small` is GPT-2 small (124M
+# parameters with GPT-2's 50k vocabulary; fewer with a study's own, smaller BPE vocabulary).
+PRESETS: dict[str, FromConfigShape] = {
+    "nano": FromConfigShape(n_layer=2, n_embd=64, n_head=2),
+    "micro": FromConfigShape(n_layer=4, n_embd=128, n_head=4),
+    "mini": FromConfigShape(n_layer=6, n_embd=256, n_head=8),
+    "small": FromConfigShape(n_layer=12, n_embd=768, n_head=12),
+}
+
+
+def build_model(
+    spec: ModelSpec,
+    *,
+    num_labels: int,
+    vocab_size: int,
+    pad_token_id: int,
+    max_length: int,
+    label_names: tuple[str, ...],
+) -> PreTrainedModel:
+    """Build a sequence classifier for `spec` with `num_labels` outputs.
+
+    From-config shapes get a GPT2ForSequenceClassification sized to the tokenizer (`vocab_size`) and
+    to `max_length` positions. Pretrained models are loaded from safetensors weights only, never
+    run remote code unless the spec allows it, and never touch the network for a local path.
+    Raises ModelError when the model cannot be built or loaded (naming the path or id).
+    """
+    id2label = {i: name for i, name in enumerate(label_names)}
+    label2id = {name: i for i, name in id2label.items()}
+    if len(id2label) != num_labels:
+        raise ModelError(f"{num_labels} labels but {len(label_names)} label names: {label_names}")
+    if isinstance(spec, FromConfigShape):
+        config = GPT2Config(
+            vocab_size=vocab_size,
+            n_positions=max_length,
+            n_layer=spec.n_layer,
+            n_embd=spec.n_embd,
+            n_head=spec.n_head,
+            num_labels=num_labels,
+            id2label=id2label,
+            label2id=label2id,
+            # The classifier pools the last token that is not the pad token, so the pad id is the
+            # one special id it needs; GPT-2's bos/eos default (50256) lies outside a study's own
+            # vocabulary, so they are left unset.
+            pad_token_id=pad_token_id,
+            bos_token_id=None,
+            eos_token_id=None,
+        )
+        return GPT2ForSequenceClassification(config)
+    if isinstance(spec, PretrainedModel):
+        return _load_pretrained(
+            spec,
+            num_labels=num_labels,
+            vocab_size=vocab_size,
+            pad_token_id=pad_token_id,
+            id2label=id2label,
+            label2id=label2id,
+        )
+    raise ModelError(f"unknown model spec {spec!r}")
+
+
+def _looks_local(source: str) -> bool:
+    """A local path is one that exists or is written like one (a hub id is `name` or `org/name`)."""
+    return (
+        os.path.exists(source)
+        or source.startswith(("./", "../", "/", "~"))
+        or "\\" in source
+        or source.count("/") > 1
+    )
+
+
+def _load_pretrained(
+    spec: PretrainedModel,
+    *,
+    num_labels: int,
+    vocab_size: int,
+    pad_token_id: int,
+    id2label: dict[int, str],
+    label2id: dict[str, int],
+) -> PreTrainedModel:
+    source = spec.source
+    if _looks_local(source):
+        path = Path(source).expanduser()
+        if not path.is_dir():
+            raise ModelError(f"pretrained model {source}: no such directory")
+        if not (path / "config.json").is_file():
+            raise ModelError(f"pretrained model {source}: the directory holds no config.json")
+        source = str(path)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source,
+            num_labels=num_labels,
+            id2label=id2label,
+            label2id=label2id,
+            trust_remote_code=spec.trust_remote_code,
+            use_safetensors=True,
+            # A checkpoint with a classification head for another label set: its head is replaced
+            # (freshly initialised), which is what fine-tuning on this study's labels means.
+            ignore_mismatched_sizes=True,
+        )
+    except (OSError, ValueError, KeyError, ImportError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = ""
+        if "custom code" in str(exc) and not spec.trust_remote_code:
+            hint = "; set trust_remote_code: true for this model if you trust its code"
+        raise ModelError(
+            f"pretrained model {spec.source}: cannot load ({first_line}){hint}"
+        ) from exc
+    # The tokenizer may have gained a pad token; the embedding table must cover every id it emits.
+    if vocab_size > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(vocab_size)
+    # GPT-style classifiers pool the last token that is not the pad token, so they must know it.
+    model.config.pad_token_id = pad_token_id
+    return model
+
+
+def count_parameters(model: PreTrainedModel) -> int:
+    """Number of parameters (shared tensors counted once)."""
+    return sum(p.numel() for p in model.parameters())
