@@ -1,0 +1,183 @@
+"""`sweep best --export DIR`: the best trial's fine-tuned model as a folder anyone can load.
+
+The folder holds the model and tokenizer in `save_pretrained` form (loadable with
+AutoModelForSequenceClassification / AutoTokenizer), `labels.json` (id -> label name) and
+`manifest.json` (study, trial, parameters, metrics, data hash, seed, package versions).
+
+The model comes from the folder the sweep kept for the trial (`keep_best`); when it was not kept,
+the trial is retrained from its recorded parameters and seed on the same data (checked by content
+hash), and the manifest says `"source": "retrained"`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from sweep.errors import ConfigError, DataError, StorageError
+from sweep.objective import default_cache_dir, model_dir
+from sweep.status import ATTR_CONFIG, ATTR_DATA_HASH, ATTR_DATA_SOURCE, ATTR_METRIC
+
+logger = logging.getLogger(__name__)
+
+_METRIC_ATTRS = (
+    "best_epoch",
+    "epochs_run",
+    "val_loss",
+    "val_accuracy",
+    "train_seconds",
+    "samples_per_s",
+    "tokens_per_s",
+    "peak_memory_mb",
+    "device",
+    "n_params",
+    "micro_batch",
+    "end_reason",
+)
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that shape a model."""
+    versions: dict[str, str | None] = {}
+    for name in ("sweep", "torch", "transformers", "tokenizers", "optuna"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / "config.json").is_file()
+
+
+def _check_destination(dest: Path) -> None:
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ConfigError(f"--export {dest}: exists and is not an empty directory")
+    if not dest.parent.exists():
+        raise ConfigError(f"--export {dest}: directory {dest.parent} does not exist")
+
+
+def _retrain(
+    study: optuna.Study, trial: FrozenTrial, into: Path, log: Callable[[str], None]
+) -> None:
+    """Fine-tune the trial again from its parameters and seed, best epoch's model into `into`."""
+    from pydantic import ValidationError
+
+    from sweep.config import StudyConfig
+    from sweep.data import load_text_data
+    from sweep.space import suggest_params
+    from sweep.trial import run_trial
+
+    resolved = study.user_attrs.get(ATTR_CONFIG)
+    if resolved is None:
+        raise StorageError(f"study {study.study_name!r} has no stored config: cannot retrain")
+    try:
+        config = StudyConfig.model_validate(resolved)
+    except ValidationError as e:
+        raise StorageError(
+            f"study {study.study_name!r}: stored config no longer valid ({e.errors()[0]['msg']})"
+        ) from None
+    spec = config.data_spec()
+    recorded = study.user_attrs.get(ATTR_DATA_HASH)
+    current = load_text_data(spec).content_hash
+    if recorded is not None and recorded != current:
+        raise DataError(
+            f"the data of study {study.study_name!r} changed since the sweep "
+            f"({study.user_attrs.get(ATTR_DATA_SOURCE)}: hash {current[:12]} != {recorded[:12]}); "
+            "cannot retrain the same model"
+        )
+    # FixedTrial replays the recorded parameters through the same suggest_params the sweep used,
+    # so fixed parameters and the seed come out as they did then.
+    params = suggest_params(optuna.trial.FixedTrial(trial.params, number=trial.number), config)
+    seed = trial.user_attrs.get("seed")
+    if seed is not None and params.seed != seed:
+        raise StorageError(
+            f"trial {trial.number}: replayed seed {params.seed} differs from recorded {seed}"
+        )
+    log(f"trial {trial.number}'s model was not kept; retraining it ({params})")
+    started = time.perf_counter()
+    result = run_trial(
+        params, spec, config.model_specs(), cache_dir=default_cache_dir(), best_model_dir=into
+    )
+    log(
+        f"retrained in {time.perf_counter() - started:.1f} s: best epoch {result.best_epoch}, "
+        f"val_loss {result.best_val_loss:.4f} (recorded {trial.user_attrs.get('val_loss')})"
+    )
+
+
+def _write_labels(folder: Path) -> None:
+    """labels.json from the model config's id2label, if the training loop did not write it."""
+    labels = folder / "labels.json"
+    if labels.exists():
+        return
+    config = json.loads((folder / "config.json").read_text())
+    # The same shape as the training loop writes: {"0": "negative", ...}.
+    id2label = config.get("id2label") or {}
+    labels.write_text(
+        json.dumps({str(k): id2label[k] for k in sorted(id2label, key=int)}, indent=2) + "\n"
+    )
+
+
+def export_trial(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    dest: Path,
+    *,
+    artifacts_dir: Path,
+    log: Callable[[str], None] = logger.info,
+) -> dict[str, Any]:
+    """Write the trial's model, tokenizer, labels.json and manifest.json into `dest`.
+
+    `dest` must not exist or be empty. The folder is assembled next to `dest` and renamed into
+    place, so a failed export leaves nothing half-written. Returns the manifest.
+    """
+    _check_destination(dest)
+    kept = model_dir(artifacts_dir, study.study_name, trial.number)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        folder = staging / "model"
+        if _is_model_dir(kept):
+            shutil.copytree(kept, folder)
+            source = "kept"
+        else:
+            folder.mkdir()
+            _retrain(study, trial, folder, log)
+            source = "retrained"
+        if not _is_model_dir(folder):
+            raise StorageError(f"trial {trial.number}: no model was written to {folder}")
+        _write_labels(folder)
+        manifest = {
+            "study": study.study_name,
+            "trial": trial.number,
+            "metric": study.user_attrs.get(ATTR_METRIC),
+            "direction": study.direction.name.lower(),
+            "value": trial.value,
+            "params": trial.params,
+            "metrics": {k: trial.user_attrs[k] for k in _METRIC_ATTRS if k in trial.user_attrs},
+            "seed": trial.user_attrs.get("seed"),
+            "data_content_hash": study.user_attrs.get(ATTR_DATA_HASH),
+            "data_source": study.user_attrs.get(ATTR_DATA_SOURCE),
+            "labels": json.loads((folder / "labels.json").read_text()),
+            "source": source,
+            "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "versions": package_versions(),
+        }
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        if dest.exists():
+            dest.rmdir()  # empty (checked above)
+        folder.rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest

@@ -1,0 +1,444 @@
+"""The Optuna objective: Trial -> suggest_params -> run_trial -> report/prune per epoch -> value.
+
+This is the only place where Optuna meets the training code. Every trial records why it ended and
+what it cost as user attributes (see `Objective.__call__`), so `sweep status` and reports can say
+what happened without re-running anything.
+
+How a trial ends:
+- complete      -> COMPLETE with value = best_val_loss (or the accuracy at that epoch)
+- stopped       -> PRUNED (the pruner asked after an epoch), `pruned_at_epoch` recorded
+- nan-loss      -> FAIL (end_reason "nan-loss"); counts towards --trials: the parameters did it
+- an exception  -> FAIL (end_reason "error", `error` = the message); the sweep goes on, except for
+                   a SweepError (bad data/model/config), which stops the run: every trial would
+                   fail the same way.
+- Ctrl-C        -> FAIL (end_reason "interrupted"); KeyboardInterrupt goes on up to the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep.errors import SweepError
+from sweep.space import suggest_params
+from sweep.status import SESSION_PREFIX, counts_towards_budget
+from sweep.trial import run_trial
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "SWEEP_CACHE_DIR"
+
+
+class TrialFailed(Exception):
+    """A trial failed because of its parameters or a bug inside it; the sweep goes on.
+
+    `sweep run` passes this class as Optuna's `catch=`: the trial is recorded as FAIL and the
+    next one starts. Everything else (SweepError, KeyboardInterrupt) stops the run.
+    """
+
+
+def default_cache_dir() -> Path:
+    """``$SWEEP_CACHE_DIR``, else ``~/.cache/sweep`` (tokenizers and tokenized datasets)."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "sweep"
+
+
+def worker_id() -> str:
+    """`host:pid` of this process, recorded on the trials it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def model_dir(artifacts_dir: Path, study_name: str, number: int) -> Path:
+    """Where the best epoch's model of a trial is kept: ``<artifacts>/<study>/trial-<n>``."""
+    return artifacts_dir / study_name / f"trial-{number}"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {line}" if line else type(error).__name__
+
+
+class InterruptGate:
+    """Ctrl-C arrives as KeyboardInterrupt only inside the fine-tune; elsewhere it is deferred.
+
+    A KeyboardInterrupt in the middle of Optuna's bookkeeping (creating a trial in `ask`, writing
+    its result in `tell`) could leave a trial RUNNING forever. So while a Session runs, SIGINT
+    only sets `pending` outside `opened()` blocks; the objective raises KeyboardInterrupt at its
+    next safe point (before the fine-tune) and the session stops after the trial being recorded.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._open = False
+        self._previous: Any = None
+
+    def install(self) -> None:
+        """Take over SIGINT (main thread only; elsewhere Python's default stays)."""
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def uninstall(self) -> None:
+        """Give SIGINT back to whoever had it."""
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._open:
+            self._open = False  # one interrupt is enough: the cleanup must not be cut short
+            raise KeyboardInterrupt
+        self.pending = True
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[None]:
+        """Inside: Ctrl-C raises KeyboardInterrupt (also one that came just before)."""
+        if self.pending:
+            raise KeyboardInterrupt
+        self._open = True
+        try:
+            yield
+        finally:
+            self._open = False
+
+    @contextlib.contextmanager
+    def closed(self) -> Iterator[None]:
+        """Inside an `opened()` block: defer Ctrl-C (storage writes), raise it at the end."""
+        was_open, self._open = self._open, False
+        try:
+            yield
+        finally:
+            self._open = was_open
+        if was_open and self.pending:
+            raise KeyboardInterrupt
+
+
+# Called with (trial number, params) when a trial starts and (trial number, params, epoch metrics)
+# after each epoch: the CLI's progress display listens.
+OnTrialStart = Callable[[int, Any], None]
+OnTrialEpoch = Callable[[int, Any, Any], None]
+
+
+class Objective:
+    """Callable for `study.optimize`: one call is one full fine-tune.
+
+    Also keeps the time this process spent inside fine-tunes (`train_seconds`) and the trials it
+    ran, for the overhead figure of `sweep status`: loading the cached data, suggesting, pruning
+    and storage writes are overhead; the fine-tune (model build, epochs, checkpoints) is not.
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        *,
+        cache_dir: Path,
+        artifacts_dir: Path,
+        device: str | None = None,
+        on_start: OnTrialStart | None = None,
+        on_epoch: OnTrialEpoch | None = None,
+        gate: InterruptGate | None = None,
+    ) -> None:
+        self.config = config
+        self.gate = gate or InterruptGate()
+        self.cache_dir = cache_dir
+        self.artifacts_dir = artifacts_dir
+        self.device = device
+        self.on_start = on_start
+        self.on_epoch = on_epoch
+        self.metric: str = config.metric.name
+        self.keep_best: int = config.keep_best
+        self.train_seconds = 0.0
+        self.trials_run = 0
+        self.current_trial: optuna.Trial | None = None
+        self._data_spec = config.data_spec()
+        self._model_specs = config.model_specs()
+        self._worker = worker_id()
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        """Run one trial; returns its value, raises TrialPruned / TrialFailed / the rest."""
+        self.current_trial = trial
+        self.trials_run += 1
+        trial.set_user_attr("worker", self._worker)
+        params = suggest_params(trial, self.config)
+        trial.set_user_attr("seed", params.seed)
+        study_name = trial.study.study_name
+        # A trial that the heartbeat check re-queued after its worker died carries the user
+        # attrs of the original trial, so it finds and resumes the original's checkpoint.
+        original = trial.user_attrs.get("checkpoint_of", trial.number)
+        if "checkpoint_of" not in trial.user_attrs:
+            trial.set_user_attr("checkpoint_of", trial.number)
+        checkpoint_dir = self.artifacts_dir / study_name / "checkpoints" / f"trial-{original}"
+        best_dir = (
+            model_dir(self.artifacts_dir, study_name, trial.number) if self.keep_best > 0 else None
+        )
+        epochs_seen: list[Any] = []
+
+        def report(metrics: Any) -> bool:
+            epochs_seen.append(metrics)
+            value = metrics.val_loss if self.metric == "val_loss" else metrics.val_accuracy
+            with self.gate.closed():
+                if math.isfinite(value):
+                    trial.report(value, metrics.epoch)
+                if self.on_epoch is not None:
+                    self.on_epoch(trial.number, params, metrics)
+                return trial.should_prune()
+
+        if self.on_start is not None:
+            self.on_start(trial.number, params)
+        started = time.perf_counter()
+        try:
+            with self.gate.opened():
+                result = run_trial(
+                    params,
+                    self._data_spec,
+                    self._model_specs,
+                    cache_dir=self.cache_dir,
+                    on_epoch=report,
+                    checkpoint_dir=checkpoint_dir,
+                    best_model_dir=best_dir,
+                    device=self.device,
+                )
+        except KeyboardInterrupt:
+            self.train_seconds += time.perf_counter() - started
+            self._record_epochs(trial, epochs_seen)
+            trial.set_user_attr("end_reason", "interrupted")
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            raise
+        except SweepError as e:
+            self.train_seconds += time.perf_counter() - started
+            trial.set_user_attr("end_reason", "error")
+            trial.set_user_attr("error", str(e))
+            raise
+        except Exception as e:
+            self.train_seconds += time.perf_counter() - started
+            logger.exception("trial %d failed", trial.number)
+            self._record_epochs(trial, epochs_seen)
+            trial.set_user_attr("end_reason", "error")
+            trial.set_user_attr("error", _first_line(e))
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            raise TrialFailed(_first_line(e)) from e
+        self.train_seconds += result.train_seconds
+        self._record_result(trial, result)
+
+        if result.end_reason == "complete":
+            value = result.best_val_loss if self.metric == "val_loss" else result.best_val_accuracy
+            if not math.isfinite(value):
+                trial.set_user_attr("end_reason", "nan-loss")
+                raise TrialFailed(f"{self.metric} is {value}")
+            return float(value)
+        if result.end_reason == "stopped":
+            epoch = len(result.epochs)
+            trial.set_user_attr("pruned_at_epoch", epoch)
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+        if result.end_reason == "interrupted":
+            # The trial is recorded as failed and never resumed: its checkpoint is of no use.
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            raise KeyboardInterrupt
+        # nan-loss, or a reason a later version of the training loop adds (oom, preempted).
+        raise TrialFailed(f"{result.end_reason} after {len(result.epochs)} epoch(s)")
+
+    def _record_epochs(self, trial: optuna.Trial, epochs: list[Any]) -> None:
+        if epochs:
+            trial.set_user_attr("epochs_run", len(epochs))
+            trial.set_user_attr("epoch_history", [_epoch_dict(e) for e in epochs])
+
+    def _record_result(self, trial: optuna.Trial, result: Any) -> None:
+        best = result.best_epoch
+        attrs: dict[str, Any] = {
+            "end_reason": result.end_reason,
+            "best_epoch": best,
+            "epochs_run": len(result.epochs),
+            # Wall time inside fine_tune: what the overhead figure subtracts.
+            "train_seconds": round(result.train_seconds, 4),
+            "samples_per_s": result.samples_per_s,
+            "tokens_per_s": result.tokens_per_s,
+            "peak_memory_mb": result.peak_memory_mb,
+            "device": result.device,
+            "n_params": result.n_params,
+            "micro_batch": result.micro_batch,
+            "micro_batch_halvings": result.micro_batch_halvings,
+            "val_loss": result.best_val_loss,
+            "val_accuracy": result.best_val_accuracy,
+            "epoch_history": [_epoch_dict(e) for e in result.epochs],
+        }
+        if result.resumed_from_epoch:
+            attrs["resumed_from_epoch"] = result.resumed_from_epoch
+        # One storage write each (Optuna has no batch call): keep this list short.
+        for key, value in attrs.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None  # JSON has no NaN; None reads as "not measured"
+            trial.set_user_attr(key, value)
+
+
+def _epoch_dict(metrics: Any) -> dict[str, Any]:
+    data = asdict(metrics)
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()
+    }
+
+
+def prune_kept_models(
+    study: optuna.Study,
+    artifacts_dir: Path,
+    keep: int,
+    trials: Sequence[FrozenTrial] | None = None,
+) -> list[int]:
+    """Keep only the models of the best `keep` COMPLETE trials; delete the other finished ones.
+
+    Folders of trials still running (here or in another worker) are left alone. `trials`: the
+    study's trials if the caller has them already. Returns the numbers of the removed folders.
+    """
+    root = artifacts_dir / study.study_name
+    if not root.is_dir():
+        return []
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
+    complete = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+    ]
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    complete.sort(key=lambda t: (t.value if not reverse else -t.value, t.number))
+    keep_numbers = {t.number for t in complete[: max(keep, 0)]}
+    finished = {t.number for t in trials if t.state.is_finished()}
+    removed = []
+    for folder in root.glob("trial-*"):
+        try:
+            number = int(folder.name.removeprefix("trial-"))
+        except ValueError:
+            continue
+        if number in finished and number not in keep_numbers:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(number)
+    return sorted(removed)
+
+
+class Session:
+    """One `sweep run` process working on a study: optimize until the study has `n_trials`
+    finished trials (see `sweep.status.counts_towards_budget`), time it, clean up on Ctrl-C.
+
+    After each trial it keeps only the best models (`keep_best`), calls `on_trial_end` and saves
+    the session's timing on the study (user attr ``session:<start>:<host>:<pid>``), so `sweep
+    status` can show the overhead even if the process is killed later.
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        objective: Objective,
+        *,
+        n_trials: int,
+        timeout: float | None = None,
+        on_trial_end: Callable[[FrozenTrial], None] | None = None,
+    ) -> None:
+        self.study = study
+        self.objective = objective
+        self.n_trials = n_trials
+        self.timeout = timeout
+        self.on_trial_end = on_trial_end
+        self.interrupted = False
+        self.finished_here: list[FrozenTrial] = []
+        self.wall_seconds = 0.0
+        self._started = 0.0
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.key = f"{SESSION_PREFIX}{started_at}:{worker_id()}"
+
+    def counted(self) -> int:
+        """Trials of the study (from every worker) that count towards `n_trials`."""
+        return sum(1 for t in self.study.get_trials(deepcopy=False) if counts_towards_budget(t))
+
+    def run(self) -> None:
+        """Run trials; returns normally after Ctrl-C too (then `interrupted` is True).
+
+        A SweepError from a trial (bad data or model) propagates: the run stops.
+        """
+        self._started = time.perf_counter()
+        gate = self.objective.gate
+        gate.install()
+        try:
+            if self.counted() < self.n_trials:
+                self.study.optimize(
+                    self.objective,
+                    timeout=self.timeout,
+                    callbacks=[self._after_trial],
+                    catch=(TrialFailed,),
+                )
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self._fail_running()
+        finally:
+            gate.uninstall()
+            self.interrupted = self.interrupted or gate.pending
+            self._save()
+
+    def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.finished_here.append(trial)
+        trials = study.get_trials(deepcopy=False)  # once: every storage read is overhead
+        prune_kept_models(study, self.objective.artifacts_dir, self.objective.keep_best, trials)
+        if self.on_trial_end is not None:
+            self.on_trial_end(trial)
+        self._save()
+        counted = sum(1 for t in trials if counts_towards_budget(t))
+        if self.objective.gate.pending or counted >= self.n_trials:
+            study.stop()
+
+    def _fail_running(self) -> None:
+        """The trial that was running when Ctrl-C came must not stay RUNNING.
+
+        Usually Optuna has already failed it (the objective re-raises KeyboardInterrupt); this
+        covers an interrupt that lands between Optuna's bookkeeping steps.
+        """
+        trial = self.objective.current_trial
+        if trial is None:
+            return
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if any(t.number == trial.number for t in running):
+            trial.set_user_attr("end_reason", "interrupted")
+            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        if all(t.number != trial.number for t in self.finished_here):
+            finished = self.study.get_trials(deepcopy=False)
+            self.finished_here.extend(
+                t for t in finished if t.number == trial.number and t.state.is_finished()
+            )
+
+    def session_record(self) -> dict[str, Any]:
+        """The timing of this session so far (what `_save` stores)."""
+        self.wall_seconds = time.perf_counter() - self._started if self._started else 0.0
+        return {
+            "worker": worker_id(),
+            "wall_seconds": round(self.wall_seconds, 4),
+            "train_seconds": round(self.objective.train_seconds, 4),
+            "trials": self.objective.trials_run,
+            "interrupted": self.interrupted,
+        }
+
+    def _save(self) -> None:
+        try:
+            self.study.set_user_attr(self.key, self.session_record())
+        except Exception:
+            # Never hide the error that ended the run behind a failed bookkeeping write.
+            logger.warning("could not save the session timing on the study", exc_info=True)
+
+
+def study_direction(config: Any) -> str:
+    """ "minimize" or "maximize", from the study's metric."""
+    goal = getattr(config.metric, "goal", None)
+    if goal:
+        return str(goal)
+    return "minimize" if config.metric.name == "val_loss" else "maximize"
