@@ -3,11 +3,11 @@
 All three train the same model (same size, same init seed) on the same rows, batch 32, one epoch, in
 this one process, and each is timed around its training epoch only (model building and tokenizing
 excluded; for ours, FineTuneResult.samples_per_s, which excludes its per-epoch evaluation):
-  ours     sweep.train.fine_tune: length-grouped batches padded to a multiple of 32, fused AdamW,
-           on CUDA bf16 autocast + TF32 and no host syncs in a step
+  ours     sweep.train.fine_tune: length-grouped batches padded to a multiple of 32 (8 on CPU),
+           fused AdamW; on CUDA bf16 autocast + TF32 and no host syncs in a step
   seed     what a first version looks like: tokenizer(texts, padding=True) pads every example to
-           the longest in the set, shuffled DataLoader, fp32, plain torch.optim.AdamW, loss.item()
-           every step
+           the longest in the set, shuffled DataLoader, fp32 (torch's default precision, no TF32),
+           plain torch.optim.AdamW, loss.item() every step
   trainer  transformers.Trainer with its defaults + DataCollatorWithPadding (bf16=True on CUDA)
 
     python benchmarks/throughput.py --data ../shared/data/sst2 --size nano            # CPU
@@ -16,8 +16,9 @@ excluded; for ours, FineTuneResult.samples_per_s, which excludes its per-epoch e
         --oom-limit-gb 3        # real CUDA OOM path: caps this process's GPU memory, trains ours
                                 # only at --oom-batch 256 and reports the micro-batch halvings
 
-On CUDA a short extra run of ours under torch.cuda.set_sync_debug_mode("warn") counts host syncs
-(`ours_syncs_per_step`; expected ~1/50 from the NaN check plus a few per epoch).
+On CUDA each loop first runs untimed on 1024 rows (lazy kernel loading, per-shape algorithm choice),
+and two extra short runs of ours under torch.cuda.set_sync_debug_mode("warn") count the host syncs
+per training step (`ours_syncs_per_step`; the NaN check is one per 50 steps).
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ def seed_loop(bench: Bench, spec: Any, dev: torch.device, max_length: int) -> fl
         enc["input_ids"], enc["attention_mask"], torch.tensor(bench.train_labels)
     )
     loader = DataLoader(dataset, batch_size=BATCH, shuffle=True)
+    torch.set_float32_matmul_precision("highest")  # torch's default: ours turned TF32 on
     model = new_model(bench, spec, max_length).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
     model.train()
@@ -184,6 +186,7 @@ def trainer_loop(bench: Bench, spec: Any, dev: torch.device, max_length: int) ->
         for ids, label in zip(enc["input_ids"], bench.train_labels, strict=True)
     ]
     model = new_model(bench, spec, max_length)
+    torch.set_float32_matmul_precision("highest")  # torch's default (Trainer's tf32=None keeps it)
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
             output_dir=out,
@@ -228,29 +231,40 @@ def ours(
     }
 
 
-def count_syncs(bench: Bench, spec: Any, dev: torch.device, rows: int = 3200) -> float:
-    """Host syncs per training step of ours, counted by CUDA's sync debug mode on a short run."""
+def head(bench: Bench, n: int) -> Bench:
+    """The first n training rows of `bench` (validation unchanged)."""
     data = bench.data
-    n = min(rows, len(data.train_labels))
-    head = {
+    n = min(n, len(data.train_labels))
+    rows = {
         "train_ids": data.train_ids[: data.train_offsets[n]],
         "train_offsets": data.train_offsets[: n + 1],
         "train_labels": data.train_labels[:n],
     }
     if dataclasses.is_dataclass(data):
-        short = dataclasses.replace(data, **head)
+        short = dataclasses.replace(data, **rows)
     else:
-        short = SimpleNamespace(**{**vars(data), **head})
+        short = SimpleNamespace(**{**vars(data), **rows})
+    return Bench(short, bench.train_texts[:n], bench.train_labels[:n], bench.tokenizer)
+
+
+def count_syncs(bench: Bench, spec: Any, dev: torch.device, rows: int = 1600) -> float:
+    """Host syncs per training step of ours, counted by CUDA's sync debug mode.
+
+    Two runs, of `rows` and 2 * `rows` rows: the difference holds only training steps (building
+    the model copies every weight to the GPU, a sync each; the evaluation syncs once per epoch).
+    """
     params = TrialParams(learning_rate=LEARNING_RATE, batch_size=BATCH, epochs=1, model_size="x")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            fine_tune(params, short, spec, device=str(dev))
-        finally:
-            torch.cuda.set_sync_debug_mode(0)
-    syncs = sum("synchroniz" in str(w.message) for w in caught)
-    return syncs / math.ceil(n / BATCH)
+    counts = []
+    for n in (rows, 2 * rows):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                fine_tune(params, head(bench, n).data, spec, device=str(dev))
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+        counts.append(sum("synchroniz" in str(w.message) for w in caught))
+    return (counts[1] - counts[0]) / (math.ceil(2 * rows / BATCH) - math.ceil(rows / BATCH))
 
 
 def new_model(bench: Bench, spec: Any, max_length: int) -> torch.nn.Module:
@@ -330,6 +344,17 @@ def main() -> None:
         # Rounds interleave the loops, and the best round of each counts: on a shared machine a
         # neighbour's burst slows whichever loop it lands on, never speeds one up.
         loops = args.loops.split(",")
+        if dev.type == "cuda":
+            # Each loop once on a few rows first, untimed: CUDA loads kernels lazily and picks
+            # matmul algorithms per shape on first use, which would count against the loop
+            # that happens to run first.
+            warm = head(bench, 1024)
+            if "ours" in loops:
+                ours(warm, spec, dev)
+            if "seed" in loops:
+                seed_loop(warm, spec, dev, args.max_length)
+            if "trainer" in loops:
+                trainer_loop(warm, spec, dev, args.max_length)
         rounds: dict[str, list[float]] = {name: [] for name in loops}
         for _ in range(args.repeat or (1 if dev.type == "cuda" else 3)):
             if "ours" in loops:
@@ -344,7 +369,7 @@ def main() -> None:
         for name, values in rounds.items():
             key = keys.get(name, f"{name}_samples_per_s")
             out[key] = round(max(values), 1)
-            out[f"{key.removesuffix('samples_per_s')}rounds"] = [round(v, 1) for v in values]
+            out[f"{name}_rounds"] = [round(v, 1) for v in values]
         for name in ("seed_loop", "trainer"):
             if "samples_per_s" in out and f"{name}_samples_per_s" in out:
                 ratio = out["samples_per_s"] / out[f"{name}_samples_per_s"]

@@ -64,9 +64,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
             "gauss": np_state["gauss"],
         }
     )
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def read_latest(directory: Path) -> dict[str, Any] | None:
@@ -126,9 +126,13 @@ def save_checkpoint(
 def load_checkpoint(
     directory: Path, latest: dict[str, Any], model: torch.nn.Module, device: torch.device
 ) -> dict[str, Any]:
-    """Load the committed weights into `model` and return the saved state (weights_only load)."""
+    """Load the committed weights into `model` and return the saved state (weights_only load).
+
+    The state stays on the CPU: RNG states must be CPU tensors, and optimizer.load_state_dict
+    moves each moment to its parameter's device itself.
+    """
     load_model(model, str(directory / latest["weights"]), device=str(device))
-    return torch.load(directory / latest["state"], map_location=device, weights_only=True)
+    return torch.load(directory / latest["state"], map_location="cpu", weights_only=True)
 
 
 def remove_checkpoint(directory: Path) -> None:
