@@ -391,7 +391,13 @@ class _RunDisplay:
             value = row["value"]
             if self.best is None or (value < self.best if self.goal_min else value > self.best):
                 self.best = value
-        self.out.print(trial_line(row, self.metric), markup=False)
+        line = trial_line(row, self.metric)
+        if self.progress is not None and self.out.is_terminal and self.err.is_terminal:
+            # One terminal: print through the live display's console, which puts the line above
+            # the progress bar (a print on stdout would land in the middle of it).
+            self.progress.console.print(line, markup=False)
+        else:
+            self.out.print(line, markup=False)
         if self.progress is not None:
             counted = 1 if counts_towards_budget(trial) else 0
             self.progress.update(self.task, advance=counted, running="", best=fmt_number(self.best))

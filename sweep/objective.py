@@ -196,7 +196,9 @@ class Objective:
                     trial.report(value, metrics.epoch)
                 if self.on_epoch is not None:
                     self.on_epoch(trial.number, params, metrics)
-                return trial.should_prune()
+                # After the last epoch there is no compute left to save: the trial completes
+                # (pruning it would only throw its result away).
+                return metrics.epoch < params.epochs and trial.should_prune()
 
         if self.on_start is not None:
             self.on_start(trial.number, params)

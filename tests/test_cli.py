@@ -384,6 +384,13 @@ def test_enqueued_trials_run_first_and_only_once(tiny_study: Path) -> None:
     assert len(trials) == 2 and trials[1].params != trials[0].params
 
 
+@pytest.mark.slow
+def test_timeout_starts_no_new_trial(tiny_study: Path) -> None:
+    result = invoke("run", str(tiny_study), "--trials", "50", "--timeout", "0.01")
+    assert result.exit_code == 0, result.output
+    assert "has 1 of 50 trials (1 finished in this run)" in result.stdout
+
+
 VALID_DATA_CSV = "text,label\n" + "".join(
     f"good movie {i},pos\nbad movie {i},neg\n" for i in range(40)
 )

@@ -93,6 +93,14 @@ def test_pruned_trial(tiny_study: Path, tmp_path: Path, shared_cache: Path) -> N
 
 
 @pytest.mark.slow
+def test_last_epoch_is_never_pruned(tiny_study: Path, tmp_path: Path, shared_cache: Path) -> None:
+    study = _study(tmp_path, pruner=AlwaysPrune())
+    study.enqueue_trial({"epochs": 1})
+    study.optimize(_objective(_config(tiny_study), tmp_path, shared_cache), n_trials=1)
+    assert study.trials[0].state == TrialState.COMPLETE
+
+
+@pytest.mark.slow
 def test_accuracy_metric(tiny_study: Path, tmp_path: Path, shared_cache: Path) -> None:
     tiny_study.write_text(
         tiny_study.read_text().replace(
