@@ -37,11 +37,11 @@ from sweep.status import (
     trial_row,
 )
 from sweep.storage import (
+    check_storage,
     close_storage,
     default_artifacts_dir,
     open_storage,
     open_study,
-    parse_storage_url,
     redact,
     resolve_storage_url,
     study_names,
@@ -215,7 +215,7 @@ def run(
         config = config.model_copy(update={"name": name})
     n_trials = trials if trials is not None else config.trials
     url = resolve_storage_url(storage, config.storage)
-    parse_storage_url(url)
+    check_storage(url)  # before the data: an unreachable database is reported in seconds
     artifacts = artifacts_dir if artifacts_dir is not None else default_artifacts_dir(url)
 
     from sweep.objective import Objective, Session, default_cache_dir, study_direction

@@ -10,6 +10,7 @@ This module needs only Optuna and SQLAlchemy: `sweep status` and `sweep studies`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -151,6 +152,40 @@ def _engine_kwargs(parsed: URL) -> dict[str, Any]:
 def _first_line(error: BaseException) -> str:
     text = str(getattr(error, "orig", None) or error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def check_storage(url: str) -> None:
+    """Fail fast, writing nothing: the URL parses, the server answers, the SQLite file (if it
+    exists) is a database. `sweep run` calls this before the slow data preparation.
+    """
+    parsed = parse_storage_url(url)
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.parent.is_dir():
+            raise StorageError(f"storage {url}: directory {path.parent} does not exist")
+        if path.exists():
+            try:
+                # Read-only: must not switch journal modes or create anything.
+                with contextlib.closing(
+                    sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=10)
+                ) as conn:
+                    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.Error as e:
+                raise StorageError(f"cannot open storage {url} ({path}): {e}") from None
+        return
+    if parsed.get_backend_name() == "sqlite":
+        return  # in-memory
+    engine = sqlalchemy.create_engine(parsed, **_engine_kwargs(parsed))
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.DBAPIError as e:
+        raise StorageError(
+            f"cannot open storage {redact(url)} ({parsed.host}:{parsed.port or 'default port'}): "
+            f"{_first_line(e)}"
+        ) from None
+    finally:
+        engine.dispose()
 
 
 def open_storage(

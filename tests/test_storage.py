@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sweep.errors import ConfigError, StorageError
 from sweep.storage import (
     DEFAULT_STORAGE,
+    check_storage,
     close_storage,
     default_artifacts_dir,
     open_storage,
@@ -95,19 +96,36 @@ def test_not_a_database(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     before = path.read_bytes()
     with pytest.raises(StorageError, match="cannot open storage"):
+        check_storage(f"sqlite:///{path}")
+    with pytest.raises(StorageError, match="cannot open storage"):
         open_storage(f"sqlite:///{path}")
     assert path.read_bytes() == before
 
 
+def test_check_storage_writes_nothing(tmp_path: Path, digest) -> None:
+    path = tmp_path / "s.db"
+    check_storage(f"sqlite:///{path}")
+    assert not path.exists()
+    storage = open_storage(f"sqlite:///{path}")
+    optuna.create_study(storage=storage, study_name="s")
+    close_storage(storage)
+    before = digest(path)
+    check_storage(f"sqlite:///{path}")
+    assert digest(path) == before
+    with pytest.raises(StorageError, match="does not exist"):
+        check_storage(f"sqlite:///{tmp_path / 'nope' / 's.db'}")
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 def test_unreachable_postgres_fails_fast(host: str) -> None:
-    started = time.monotonic()
-    with pytest.raises(StorageError) as info:
-        open_storage(f"postgresql+psycopg://sweep:secret@{host}:1/sweep")
-    assert time.monotonic() - started < 10
-    message = str(info.value)
-    assert "cannot open storage" in message and f"{host}:1" in message
-    assert "secret" not in message and "\n" not in message
+    for attempt in (check_storage, open_storage):
+        started = time.monotonic()
+        with pytest.raises(StorageError) as info:
+            attempt(f"postgresql+psycopg://sweep:secret@{host}:1/sweep")
+        assert time.monotonic() - started < 10
+        message = str(info.value)
+        assert "cannot open storage" in message and f"{host}:1" in message
+        assert "secret" not in message and "\n" not in message
 
 
 def test_artifacts_dir_next_to_sqlite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
