@@ -227,19 +227,11 @@ def run(
 
     opened = open_storage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S)
     try:
-        existing = sum(
-            len(opened.get_all_trials(s._study_id, deepcopy=False))
-            for s in opened.get_all_studies()
-            if s.study_name == config.name
-        )
-        # Continuing: a new sampler seed per session, else a seeded sampler would propose the
-        # same first points again; still reproducible for one run of a given study.
-        sampler_config = config.model_copy(update={"seed": config.seed + existing})
         study_obj, created = open_study(
             opened,
             config.name,
             direction=study_direction(config),
-            sampler=make_sampler(sampler_config),
+            sampler=make_sampler(config),
             pruner=make_pruner(config),
             signature=signature,
             describe_change=describe_space_change,
@@ -253,6 +245,13 @@ def run(
             enqueue=config.enqueue,
             signature_attr=ATTR_SIGNATURE,
         )
+        if not created:
+            # A seeded sampler would propose the first session's points again: offset the seed
+            # by the trials there are (still reproducible for a given history).
+            existing = len(study_obj.get_trials(deepcopy=False))
+            study_obj.sampler = make_sampler(
+                config.model_copy(update={"seed": config.seed + existing})
+            )
         display = _RunDisplay(out, err, config.metric.name, n_trials)
         objective = Objective(
             config,

@@ -273,6 +273,8 @@ def test_run_continue_status_and_export(tiny_study: Path) -> None:
     assert "continuing (3 finished trials)" in result.stderr
     assert "has 5 of 5 trials (2 finished in this run)" in result.stdout
     assert [t.number for t in _trials(db)] == [0, 1, 2, 3, 4]
+    # a continued session does not replay the first session's sampler stream
+    assert len({t.params["learning_rate"] for t in _trials(db)}) == 5
     result = invoke("run", str(tiny_study), "--trials", "5")
     assert result.exit_code == 0 and "(0 finished in this run)" in result.stdout
     assert len(_trials(db)) == 5
@@ -538,3 +540,25 @@ def test_ctrl_c_on_the_bundled_demo(cli_env: Path) -> None:
     assert last.state == optuna.trial.TrialState.FAIL
     assert last.user_attrs["end_reason"] == "interrupted"
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    not os.environ.get("SWEEP_TEST_POSTGRES_URL"), reason="SWEEP_TEST_POSTGRES_URL not set"
+)
+def test_run_on_postgres(tiny_study: Path) -> None:
+    url = os.environ["SWEEP_TEST_POSTGRES_URL"]
+    name = f"tiny-{os.getpid()}-{time.time_ns()}"
+    try:
+        result = invoke("run", str(tiny_study), "--trials", "2", "--name", name, "--storage", url)
+        assert result.exit_code == 0, result.output
+        assert "has 2 of 2 trials" in result.stdout
+        data = json.loads(invoke("status", name, "--storage", url, "--json").stdout)
+        assert data["counted_towards_trials"] == 2
+        result = invoke("studies", "--json", env={"SWEEP_STORAGE": url})
+        assert name in {row["name"] for row in json.loads(result.stdout)}
+        # artifacts of a non-SQLite storage go to ./sweep-artifacts
+        assert list((tiny_study.parent / "sweep-artifacts" / name).glob("trial-*"))
+    finally:
+        optuna.delete_study(study_name=name, storage=url)
