@@ -285,3 +285,63 @@ def test_budget_counting() -> None:
     assert not counts_towards_budget(trial("FAIL", end_reason="interrupted"))
     assert not counts_towards_budget(trial("FAIL"))  # worker lost (heartbeat)
     assert not counts_towards_budget(trial("WAITING"))
+
+
+WORKER = """
+import sys
+from pathlib import Path
+import optuna
+from sweep.config import load_study
+from sweep.objective import Objective, Session
+from sweep.storage import open_storage
+storage = open_storage(sys.argv[1], heartbeat_interval=1)
+study = optuna.load_study(study_name="tiny", storage=storage)
+config = load_study(Path(sys.argv[2]))
+objective = Objective(config, cache_dir=Path(sys.argv[3]), artifacts_dir=Path(sys.argv[4]))
+Session(study, objective, n_trials=1).run()
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_detected_and_its_trial_resumed(
+    tiny_study: Path, tmp_path: Path, shared_cache: Path
+) -> None:
+    """kill -9 during a trial: the heartbeat check fails it and re-runs it from its checkpoint."""
+    import subprocess
+    import sys
+
+    from sweep.storage import close_storage, open_storage
+
+    tiny_study.write_text(tiny_study.read_text().replace("epochs: {min: 1, max: 2}", "epochs: 3"))
+    url = f"sqlite:///{tmp_path / 'hb.db'}"
+    storage = open_storage(url, heartbeat_interval=1)
+    study = optuna.create_study(storage=storage, study_name="tiny")
+    artifacts = tmp_path / "artifacts"
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, url, str(tiny_study), str(shared_cache), str(artifacts)]
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and worker.poll() is None:
+            trials = study.get_trials(deepcopy=False)
+            if trials and trials[0].intermediate_values:
+                break  # epoch 1 is done and checkpointed
+            time.sleep(0.1)
+        worker.kill()
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    (lost,) = study.get_trials(deepcopy=False)
+    assert lost.state == TrialState.RUNNING, "the worker finished before it could be killed"
+    time.sleep(3.5)  # past the grace period (3 heartbeats)
+
+    objective = Objective(_config(tiny_study), cache_dir=shared_cache, artifacts_dir=artifacts)
+    Session(study, objective, n_trials=1).run()
+    first, retry = study.get_trials(deepcopy=False)
+    assert first.state == TrialState.FAIL and "end_reason" not in first.user_attrs
+    assert not counts_towards_budget(first)
+    assert retry.state == TrialState.COMPLETE and retry.params == first.params
+    assert retry.user_attrs["resumed_from_epoch"] >= 1
+    assert retry.user_attrs["checkpoint_of"] == 0
+    close_storage(storage)
