@@ -225,6 +225,7 @@ class Objective:
             self.train_seconds += time.perf_counter() - started
             trial.set_user_attr("end_reason", "error")
             trial.set_user_attr("error", str(e))
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
             raise
         except Exception as e:
             self.train_seconds += time.perf_counter() - started
