@@ -3,7 +3,7 @@
 Nothing here is real data. Sentences are drawn from a small hand-written grammar of restaurant and
 hotel reviews ("honestly , the food was not bad , but the service was extremely slow .") and
 labelled by a fixed rule, then a few labels are flipped at random (label noise). The point is a task
-that is cheap to train on (~130 distinct words, sentences of ~14 tokens, never over 32) yet hard
+that is cheap to train on (~120 distinct words, sentences of ~12 tokens, never over 32) yet hard
 enough that learning rate, batch size, epochs and model size of a small GPT-2-shaped model trained
 from scratch really change the validation loss. How a review is labelled:
 
@@ -23,8 +23,10 @@ from scratch really change the validation loss. How a review is labelled:
 
 Classes are balanced exactly (up to one row) by rejection sampling, then 5% of the labels are
 replaced by one of the other two classes, so no model can exceed ~95% accuracy. With 2000 rows a
-logistic regression on single words gets ~60% of the validation rows right and on word trigrams
-~74%; a 2-layer, 64-wide GPT-2 from scratch gets ~33% to ~77% depending on its hyperparameters.
+logistic regression on single words gets 66% of the validation rows right (on word trigrams 79%).
+GPT-2 shapes trained from scratch for at most 4 epochs (measured with sweep.train on CPU) range
+from chance (val loss 1.10, accuracy 33%: learning rate 1e-4 for 1 epoch, or 1e-2 and above) to
+val loss 0.70 / accuracy 73% (nano, 1e-3, batch 16, 4 epochs) and 0.66 / 76% (micro, 5e-4).
 """
 
 from __future__ import annotations
@@ -79,8 +81,11 @@ _FILLERS = (
 )
 _NEGATED = ("{a} was not {j}", "{a} wasn't {j}")
 # How often each sentence structure is drawn; see _sentence for what each one means.
-_STRUCTURES = {"single": 0.3, "and": 0.2, "contrast": 0.3, "fronted": 0.1, "trailing": 0.1}
+# Tuned so that a nano model (2 layers, 64 wide) gets from chance to ~75% within the demo study's
+# 4 epochs when its learning rate and batch size are right, and stays near chance when not.
+_STRUCTURES = {"single": 0.45, "and": 0.2, "contrast": 0.2, "fronted": 0.075, "trailing": 0.075}
 _FILLER_P = 0.2
+_NEGATION_P = 0.2
 _OPENERS = ("", "", "", "honestly ,", "overall ,")
 
 
@@ -114,7 +119,7 @@ def _clause(rng: random.Random) -> tuple[str, int]:
         return f"i {mod}{verb} {aspect}", _polarity(value)
     adj = rng.choice(_NEUTRAL_ADJ) if r < 0.20 else rng.choice(_POLAR)
     value = _ADJECTIVES[adj]
-    if rng.random() < 0.30:  # negation flips the polarity and halves the strength
+    if rng.random() < _NEGATION_P:  # negation flips the polarity and halves the strength
         form = rng.choice(_NEGATED)
         return form.format(a=aspect, j=adj), _polarity(-0.5 * value)
     mod, scale = _modifier(rng)
