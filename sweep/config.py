@@ -14,15 +14,11 @@ step with optuna's constructors).
 from __future__ import annotations
 
 import contextlib
-import difflib
 import math
-import re
-import types
 import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -35,7 +31,17 @@ from pydantic import (
     model_validator,
 )
 
-from sweep.errors import ConfigError
+from sweep._study_yaml import (
+    PathError,
+    config_error,
+    error,
+    find_duplicate_key,
+    nearest,
+    parse,
+    position,
+    short,
+    unknown_key,
+)
 
 if TYPE_CHECKING:
     from sweep.data import DataSpec
@@ -98,41 +104,16 @@ PRUNER_SETTINGS: dict[str, dict[str, tuple[int, bool]]] = {
 _PRESET_NAMES = ("nano", "micro", "mini", "small")
 
 
-class _PathError(ValueError):
-    """A validation error that knows the key path below the field pydantic is validating."""
-
-    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-def _nearest(key: object, valid: typing.Iterable[str]) -> str | None:
-    found = difflib.get_close_matches(str(key), sorted(valid), n=1, cutoff=0.6)
-    return found[0] if found else None
-
-
-def _unknown_key(key: object, valid: typing.Iterable[str], what: str = "key") -> str:
-    valid = sorted(valid)
-    near = _nearest(key, valid)
-    hint = f"did you mean '{near}'?" if near else f"valid: {', '.join(valid)}"
-    return f"unknown {what} '{key}' ({hint})"
-
-
-def _short(value: object, limit: int = 50) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _to_float(value: object) -> float:
     """A finite float; strings such as "1e-5" (a string to YAML 1.1) count as numbers."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"expected a number, got {_short(value)}")
+        raise ValueError(f"expected a number, got {short(value)}")
     try:
         number = float(value.strip() if isinstance(value, str) else value)
     except (ValueError, OverflowError):
-        raise ValueError(f"expected a number, got {_short(value)}") from None
+        raise ValueError(f"expected a number, got {short(value)}") from None
     if not math.isfinite(number):
-        raise ValueError(f"expected a finite number, got {_short(value)}")
+        raise ValueError(f"expected a finite number, got {short(value)}")
     return number
 
 
@@ -143,9 +124,9 @@ def _to_int(value: object) -> int:
     try:
         number = _to_float(value)
     except ValueError:
-        raise ValueError(f"expected an integer, got {_short(value)}") from None
+        raise ValueError(f"expected an integer, got {short(value)}") from None
     if not number.is_integer():
-        raise ValueError(f"expected an integer, got {_short(value)}")
+        raise ValueError(f"expected an integer, got {short(value)}")
     return int(number)
 
 
@@ -215,7 +196,7 @@ class DataConfig(_Frozen):
             got = " and ".join(given) if given else "none"
             raise ValueError(f"give exactly one of train, hf or demo: true (got {got})")
         if self.validation is not None and self.train is None:
-            raise _PathError(
+            raise PathError(
                 ("validation",),
                 "validation is a file that goes with train (for hf use validation_split)",
             )
@@ -269,14 +250,14 @@ class ModelConfig(_Frozen):
                         f"a GPT-2 shape needs n_layer, n_embd and n_head ({key} missing)"
                     )
             if self.n_embd % self.n_head:
-                raise _PathError(
+                raise PathError(
                     ("n_embd",),
                     f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})",
                 )
         if self.preset is not None and self.preset not in _PRESET_NAMES:
-            raise _PathError(("preset",), _unknown_key(self.preset, _PRESET_NAMES, "preset"))
+            raise PathError(("preset",), unknown_key(self.preset, _PRESET_NAMES, "preset"))
         if self.trust_remote_code and self.pretrained is None:
-            raise _PathError(
+            raise PathError(
                 ("trust_remote_code",), "trust_remote_code applies to pretrained models"
             )
         return self
@@ -347,16 +328,16 @@ def _coerce_value(name: str, value: object, models: typing.Collection[str] | Non
     kind = PARAM_KINDS[name]
     if kind == "str":
         if not isinstance(value, str):
-            raise ValueError(f"expected a model name, got {_short(value)}")
+            raise ValueError(f"expected a model name, got {short(value)}")
         if models is not None and value not in models:
-            near = _nearest(value, models)
+            near = nearest(value, models)
             hint = f"did you mean '{near}'?" if near else f"models: {', '.join(models)}"
             raise ValueError(f"'{value}' is not in models ({hint})")
         return value
     number = _to_float(value) if kind == "float" else _to_int(value)
     within, bound = _BOUNDS[name]
     if not within(number):
-        raise ValueError(f"{name} must be {bound}, got {_short(value)}")
+        raise ValueError(f"{name} must be {bound}, got {short(value)}")
     return number
 
 
@@ -366,78 +347,78 @@ def _on_step(value: float, low: float, step: float) -> bool:
 
 
 def _normalize_param(name: str, raw: object, models: typing.Collection[str] | None) -> dict:
-    """Raw YAML of one parameter -> ParamConfig fields with typed values; _PathError if wrong."""
+    """Raw YAML of one parameter -> ParamConfig fields with typed values; PathError if wrong."""
 
     def coerce(value: object, path: tuple[str | int, ...]) -> Any:
         try:
             return _coerce_value(name, value, models)
         except ValueError as exc:
-            raise _PathError(path, str(exc)) from None
+            raise PathError(path, str(exc)) from None
 
     if isinstance(raw, ParamConfig):
         raw = raw.model_dump()
     if isinstance(raw, list):
-        raise _PathError((), "a fixed value must be a scalar; to search, write {values: [...]}")
+        raise PathError((), "a fixed value must be a scalar; to search, write {values: [...]}")
     if not isinstance(raw, dict):
         if raw is None:
-            raise _PathError((), "empty value; give a value, {values: [...]} or {min, max}")
+            raise PathError((), "empty value; give a value, {values: [...]} or {min, max}")
         return {"value": coerce(raw, ())}
     valid = ("value", "values", "min", "max", "log", "step")
     for key in raw:
         if key not in valid:
-            raise _PathError((key,), _unknown_key(key, valid))
+            raise PathError((key,), unknown_key(key, valid))
     shapes = [s for s in ("value", "values", "min") if s in raw] + (
         ["min"] if "max" in raw and "min" not in raw else []
     )
     if len(shapes) != 1:
-        raise _PathError((), "give exactly one of a fixed value, {values: [...]} or {min, max}")
+        raise PathError((), "give exactly one of a fixed value, {values: [...]} or {min, max}")
     if "value" in raw or "values" in raw:
         extra = [k for k in ("log", "step") if k in raw]
         if extra:
-            raise _PathError((extra[0],), f"{extra[0]} applies to a min/max range")
+            raise PathError((extra[0],), f"{extra[0]} applies to a min/max range")
     if "value" in raw:
         if isinstance(raw["value"], list | dict) or raw["value"] is None:
-            raise _PathError(("value",), "a fixed value must be a scalar")
+            raise PathError(("value",), "a fixed value must be a scalar")
         return {"value": coerce(raw["value"], ("value",))}
     if "values" in raw:
         values = raw["values"]
         if not isinstance(values, list):
-            raise _PathError(("values",), f"values must be a list, got {_short(values)}")
+            raise PathError(("values",), f"values must be a list, got {short(values)}")
         if not values:
-            raise _PathError(("values",), "values is empty")
+            raise PathError(("values",), "values is empty")
         coerced = [coerce(v, ("values", i)) for i, v in enumerate(values)]
         for i, v in enumerate(coerced):
             if v in coerced[:i]:
-                raise _PathError(("values", i), f"duplicate value {_short(v)}")
+                raise PathError(("values", i), f"duplicate value {short(v)}")
         return {"values": tuple(coerced)}
     # A min..max range.
     if PARAM_KINDS[name] == "str":
-        raise _PathError((), f"{name} takes {{values: [...]}} or a fixed name, not a range")
+        raise PathError((), f"{name} takes {{values: [...]}} or a fixed name, not a range")
     for key in ("min", "max"):
         if key not in raw:
-            raise _PathError((), f"a range needs both min and max ({key} missing)")
+            raise PathError((), f"a range needs both min and max ({key} missing)")
     low, high = coerce(raw["min"], ("min",)), coerce(raw["max"], ("max",))
     log = raw.get("log", False)
     if not isinstance(log, bool):
-        raise _PathError(("log",), f"log must be true or false, got {_short(log)}")
+        raise PathError(("log",), f"log must be true or false, got {short(log)}")
     if low > high:
-        raise _PathError(("min",), f"min ({low}) > max ({high})")
+        raise PathError(("min",), f"min ({low}) > max ({high})")
     if log and low <= 0:
-        raise _PathError(("min",), f"a log range needs min > 0, got {low}")
+        raise PathError(("min",), f"a log range needs min > 0, got {low}")
     step = raw.get("step")
     if step is not None:
         try:
             step = _to_float(step) if PARAM_KINDS[name] == "float" else _to_int(step)
         except ValueError as exc:
-            raise _PathError(("step",), str(exc)) from None
+            raise PathError(("step",), str(exc)) from None
         if step <= 0:
-            raise _PathError(("step",), f"step must be > 0, got {step}")
+            raise PathError(("step",), f"step must be > 0, got {step}")
         if log and step != 1:
-            raise _PathError(("step",), "a log range cannot have a step")
+            raise PathError(("step",), "a log range cannot have a step")
         if log:
             step = None  # step 1 on a log int range is Optuna's default; keep one spelling
         elif not _on_step(high, low, step):
-            raise _PathError(
+            raise PathError(
                 ("max",), f"max - min ({high} - {low}) is not a multiple of step {step}"
             )
     return {"min": low, "max": high, "log": log, "step": step}
@@ -462,10 +443,10 @@ class MetricConfig(_Frozen):
     @model_validator(mode="after")
     def _check(self) -> MetricConfig:
         if self.name not in METRIC_GOALS:
-            raise _PathError(("name",), _unknown_key(self.name, METRIC_GOALS, "metric"))
+            raise PathError(("name",), unknown_key(self.name, METRIC_GOALS, "metric"))
         expected = METRIC_GOALS[self.name]
         if self.goal != expected:
-            raise _PathError(("goal",), f"{self.name} is to {expected}, not to {self.goal}")
+            raise PathError(("goal",), f"{self.name} is to {expected}, not to {self.goal}")
         return self
 
 
@@ -486,7 +467,7 @@ class PrunerConfig(_Frozen):
         name = data.get("name", "hyperband")
         if not isinstance(name, str) or name not in PRUNER_SETTINGS:
             where = ("name",) if "name" in data else ()
-            raise _PathError(where, _unknown_key(name, PRUNER_SETTINGS, "pruner"))
+            raise PathError(where, unknown_key(name, PRUNER_SETTINGS, "pruner"))
         allowed = PRUNER_SETTINGS[name]
         settings: dict[str, Any] = {}
         for key, value in data.items():
@@ -494,8 +475,8 @@ class PrunerConfig(_Frozen):
                 continue
             if key not in allowed:
                 if not allowed:
-                    raise _PathError((key,), f"the {name} pruner takes no settings")
-                raise _PathError((key,), _unknown_key(key, allowed, f"{name} pruner setting"))
+                    raise PathError((key,), f"the {name} pruner takes no settings")
+                raise PathError((key,), unknown_key(key, allowed, f"{name} pruner setting"))
             least, auto_ok = allowed[key]
             if auto_ok and value == "auto":
                 settings[key] = value
@@ -503,9 +484,9 @@ class PrunerConfig(_Frozen):
             try:
                 settings[key] = _to_int(value)
             except ValueError as exc:
-                raise _PathError((key,), str(exc)) from None
+                raise PathError((key,), str(exc)) from None
             if settings[key] < least:
-                raise _PathError((key,), f"{key} must be >= {least}, got {settings[key]}")
+                raise PathError((key,), f"{key} must be >= {least}, got {settings[key]}")
         return {"name": name, "settings": settings}
 
     @model_serializer(mode="plain")
@@ -534,7 +515,7 @@ class StudyConfig(_Frozen):
     @classmethod
     def _not_from_file(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, dict) and "source_path" in data and (info.context or {}).get("file"):
-            raise _PathError(("source_path",), _unknown_key("source_path", _FILE_KEYS))
+            raise PathError(("source_path",), unknown_key("source_path", _FILE_KEYS))
         return data
 
     @field_validator("name")
@@ -548,16 +529,16 @@ class StudyConfig(_Frozen):
     @classmethod
     def _parameters(cls, raw: Any, info: ValidationInfo) -> Any:
         if not isinstance(raw, dict):
-            raise ValueError(f"parameters must be a mapping of name -> value, got {_short(raw)}")
+            raise ValueError(f"parameters must be a mapping of name -> value, got {short(raw)}")
         models = info.data.get("models")
         out = {}
         for name, spec in raw.items():
             if name not in PARAM_KINDS:
-                raise _PathError((name,), _unknown_key(name, PARAM_KINDS, "parameter"))
+                raise PathError((name,), unknown_key(name, PARAM_KINDS, "parameter"))
             try:
                 out[name] = _normalize_param(name, spec, models)
-            except _PathError as exc:
-                raise _PathError((name, *exc.path), str(exc)) from None
+            except PathError as exc:
+                raise PathError((name, *exc.path), str(exc)) from None
         for name in _REQUIRED_PARAMS:
             if name not in out:
                 raise ValueError(f"missing parameter '{name}'")
@@ -573,7 +554,7 @@ class StudyConfig(_Frozen):
     @classmethod
     def _sampler(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str) and value not in SAMPLERS:
-            raise ValueError(_unknown_key(value, SAMPLERS, "sampler"))
+            raise ValueError(unknown_key(value, SAMPLERS, "sampler"))
         params: dict[str, ParamConfig] | None = info.data.get("parameters")
         if value == "grid" and params:
             for name, param in params.items():
@@ -592,7 +573,7 @@ class StudyConfig(_Frozen):
         if params and value.name == "hyperband" and isinstance(least, int):
             top = _max_epochs(params["epochs"])
             if least > value.settings.get("max_resource", top):
-                raise _PathError(("min_resource",), f"min_resource {least} > max epochs {top}")
+                raise PathError(("min_resource",), f"min_resource {least} > max epochs {top}")
         return value
 
     @field_validator("enqueue", mode="before")
@@ -605,15 +586,15 @@ class StudyConfig(_Frozen):
         out = []
         for i, entry in enumerate(raw):
             if not isinstance(entry, dict):
-                raise _PathError((i,), f"an enqueued trial is a mapping, got {_short(entry)}")
+                raise PathError((i,), f"an enqueued trial is a mapping, got {short(entry)}")
             out.append({})
             for key, value in entry.items():
                 if key not in params:
-                    raise _PathError((i, key), _unknown_key(key, params, "parameter"))
+                    raise PathError((i, key), unknown_key(key, params, "parameter"))
                 try:
                     out[-1][key] = _in_space(key, params[key], value, models)
                 except ValueError as exc:
-                    raise _PathError((i, key), str(exc)) from None
+                    raise PathError((i, key), str(exc)) from None
         return out
 
     def max_epochs(self) -> int:
@@ -689,185 +670,34 @@ def bundled_demo_path() -> Path:
     return Path(__file__).resolve().parent / "studies" / "demo.yaml"
 
 
-# ---- reading the file and reporting errors where they are --------------------------------------
-
-
-def _error(text: str) -> ConfigError:
-    """A ConfigError on one printable line, whatever odd characters the file's keys hold."""
-    return ConfigError("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))
-
-
-def _mark(mark: yaml.Mark | None) -> str:
-    return f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-
-
-def _parse(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
-    """(compose tree, data) with the safe loader's constructors: tags that run code are errors."""
-    loader = None
-    try:
-        loader = yaml.SafeLoader(text)  # the reader refuses control characters right here
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        where = exc.problem_mark or exc.context_mark
-        what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise _error(f"{path}{_mark(where)}: invalid YAML: {what}") from None
-    except yaml.YAMLError as exc:
-        raise _error(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
-    except (ValueError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
-        # The safe constructors raise plain exceptions on some bad explicit tags (`!!float abc`).
-        raise _error(f"{path}: invalid YAML value: {_short(str(exc), 80)}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-    return node, data
-
-
-def _find_duplicate_key(node: yaml.Node, seen: set[int] | None = None) -> yaml.Node | None:
-    # safe_load keeps the last of two equal keys silently; a study with two `trials:` is a mistake.
-    seen = set() if seen is None else seen
-    if id(node) in seen:
-        return None
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        keys = set()
-        for key, _ in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
-                if (key.tag, key.value) in keys:
-                    return key
-                keys.add((key.tag, key.value))
-    children = node.value if isinstance(node, yaml.CollectionNode) else []
-    for child in children:
-        for sub in child if isinstance(child, tuple) else (child,):
-            found = _find_duplicate_key(sub, seen)
-            if found is not None:
-                return found
-    return None
-
-
-def _node_mark(root: yaml.Node | None, loc: tuple[str | int, ...]) -> yaml.Mark | None:
-    """The mark of the deepest YAML node along `loc` (a key's own mark for mapping keys)."""
-    node, mark = root, root.start_mark if root is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
-                    node, mark = value, key.start_mark
-                    break
-            else:
-                return mark
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if not 0 <= part < len(node.value):
-                return mark
-            node = node.value[part]
-            mark = node.start_mark
-        else:
-            return mark
-    return mark
-
-
-def _model_keys(loc: tuple[str | int, ...]) -> list[str] | None:
-    """Valid keys of the pydantic model that holds the mapping at `loc` (None if not a model)."""
-    current: Any = StudyConfig
-    parts = list(loc)
-    while True:
-        origin = typing.get_origin(current)
-        if origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(current) if a is not type(None)]
-            current = args[0] if len(args) == 1 else None
-            continue
-        if origin is typing.Annotated:
-            current = typing.get_args(current)[0]
-            continue
-        if not parts:
-            break
-        part = parts.pop(0)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
-            current = field.annotation if field is not None else None
-        elif origin in (dict, list):
-            current = typing.get_args(current)[-1]
-        else:
-            return None
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        if current is StudyConfig:
-            return list(_FILE_KEYS)
-        return list(current.model_fields)
-    return None
-
-
-def _path_text(loc: tuple[str | int, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-_COMPARISONS = (
-    ("greater than or equal to", ">="),
-    ("less than or equal to", "<="),
-    ("greater than", ">"),
-    ("less than", "<"),
-)
-
-
-def _config_error(exc: ValidationError, path: Path, root: yaml.Node | None) -> ConfigError:
-    """The first pydantic error as one line: file:line:col: key.path: message."""
-    errors = exc.errors()
-    err = errors[0]
-    loc = tuple(err["loc"])
-    cause = (err.get("ctx") or {}).get("error")
-    if isinstance(cause, _PathError):
-        loc = loc + cause.path
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        valid = _model_keys(loc[:-1]) or []
-        message = _unknown_key(loc[-1], valid)
-    elif kind == "missing":
-        message = f"missing required key '{loc[-1]}'"
-    elif kind == "value_error" and cause is not None:
-        message = str(cause)
-    else:
-        text = err["msg"].replace("Input should", "should")
-        for words, sign in _COMPARISONS:
-            text = text.replace(words, sign)
-        text = re.sub(r"a valid dictionary( or instance of \w+)?", "a mapping", text)
-        message = f"{text} (got {_short(err.get('input'))})"
-    if len(errors) > 1:
-        message += f" (+{len(errors) - 1} more)"
-    mark = _node_mark(root, loc[:-1] if kind == "missing" else loc)
-    where = _path_text(loc) or "(top level)"
-    return _error(f"{path}{_mark(mark)}: {where}: {message}")
-
-
 def load_study(path: Path | str) -> StudyConfig:
     """Read and validate a study file; any problem is one ConfigError line with file:line:col."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise _error(f"{path}: study file not found") from None
+        raise error(f"{path}: study file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise _error(f"{path}: cannot read study file: {exc}") from None
-    root, data = _parse(text, path)
+        raise error(f"{path}: cannot read study file: {exc}") from None
+    root, data = parse(text, path)
     if data is None:
-        raise _error(f"{path}: the study file is empty")
+        raise error(f"{path}: the study file is empty")
     if not isinstance(data, dict):
-        raise _error(
-            f"{path}{_mark(root.start_mark)}: a study file is a mapping of keys (name, data, ...),"
-            f" got {type(data).__name__}"
+        raise error(
+            f"{path}{position(root.start_mark)}: a study file is a mapping of keys"
+            f" (name, data, ...), got {type(data).__name__}"
         )
     try:
-        duplicate = _find_duplicate_key(root)
+        duplicate = find_duplicate_key(root)
     except RecursionError:
         duplicate = None  # absurdly deep nesting; validation below reports what is wrong
     if duplicate is not None:
-        raise _error(f"{path}{_mark(duplicate.start_mark)}: duplicate key '{duplicate.value}'")
+        raise error(f"{path}{position(duplicate.start_mark)}: duplicate key '{duplicate.value}'")
     base = path.resolve().parent
     try:
         config = StudyConfig.model_validate(data, context={"base_dir": base, "file": True})
     except ValidationError as exc:
-        raise _config_error(exc, path, root) from None
+        raise config_error(exc, path, root, StudyConfig, _FILE_KEYS) from None
     except RecursionError:
-        raise _error(f"{path}: the study file refers to itself (recursive YAML alias)") from None
+        raise error(f"{path}: the study file refers to itself (recursive YAML alias)") from None
     return config.model_copy(update={"source_path": path.resolve()})
