@@ -222,7 +222,11 @@ def _trials(db: Path, study: str = "tiny") -> list[optuna.trial.FrozenTrial]:
 def _states(db: Path) -> list[str]:
     """Trial states read with plain sqlite3 (works while another process writes: WAL)."""
     with sqlite3.connect(db, timeout=30) as conn:
-        return [row[0] for row in conn.execute("SELECT state FROM trials ORDER BY number")]
+        try:
+            rows = conn.execute("SELECT state FROM trials ORDER BY number").fetchall()
+        except sqlite3.OperationalError:  # the file exists before Optuna has created its tables
+            return []
+        return [row[0] for row in rows]
 
 
 TRIAL_ATTRS = {
