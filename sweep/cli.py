@@ -293,12 +293,11 @@ HEARTBEAT_INTERVAL_S = 60
 
 def _check_data(config: Any, cache_dir: Path) -> Any:
     """Load and tokenize the study's data once (cached for the trials); raises DataError."""
-    from sweep.data import load_text_data
     from sweep.models import PretrainedModel
-    from sweep.trial import prepare_data
+    from sweep.trial import prepare_data, text_data
 
     spec = config.data_spec()
-    text = load_text_data(spec)
+    text = text_data(spec)
     # One tokenization per tokenizer: all from-config sizes share the BPE trained on the data,
     # each pretrained model brings its own.
     seen: set[Any] = set()

@@ -1,8 +1,8 @@
 """One trial of a sweep from plain parameters: data, tokenizer, model and fine-tune, no Optuna.
 
-The objective (and the benchmarks) call `run_trial`; it looks the model size up in the study's ladder,
-loads the data once per process, takes the tokenized arrays from the on-disk cache that every worker on
-the machine shares, and fine-tunes.
+The objective calls `run_trial`: it looks the model size up in the study's ladder, loads the data
+once per process, takes the tokenized arrays from the on-disk cache that every worker on the
+machine shares, and fine-tunes.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from sweep.train import FineTuneResult, OnEpoch, TrialParams, fine_tune
 
 
 @lru_cache(maxsize=4)
-def _text_data(spec: DataSpec) -> TextData:
-    # Trials of one worker share the raw data: reading and hashing SST-2 again per trial would be
-    # most of the sweep's overhead.
+def text_data(spec: DataSpec) -> TextData:
+    """The validated raw data of `spec`, read once per process.
+
+    Trials of one worker share it: reading and hashing SST-2 again per trial would be most of the
+    sweep's overhead.
+    """
     return load_text_data(spec)
 
 
@@ -37,7 +40,7 @@ def prepare_data(data_spec: DataSpec, model_spec: ModelSpec, cache_dir: Path) ->
     """Load and tokenize the data for one model (from the cache when it is there)."""
     pretrained = model_spec if isinstance(model_spec, PretrainedModel) else None
     return tokenize_data(
-        _text_data(data_spec),
+        text_data(data_spec),
         pretrained=pretrained.source if pretrained else None,
         trust_remote_code=pretrained.trust_remote_code if pretrained else False,
         max_length=data_spec.max_length,
