@@ -1,0 +1,135 @@
+"""What `sweep run` shows while it works: a live progress, one line per trial, a summary."""
+
+from typing import Any
+
+from sweep.status import (
+    SESSION_PREFIX,
+    best_line,
+    best_trial,
+    counts_towards_budget,
+    fmt_number,
+    fmt_params,
+    overhead,
+    overhead_line,
+    trial_row,
+)
+
+
+def best_value(study: Any) -> float | None:
+    """The value of the study's best trial so far, or None."""
+    best = best_trial(study)
+    return best.value if best is not None else None
+
+
+class RunDisplay:
+    """The live view of `sweep run`: a Rich progress on stderr, one line per trial on stdout."""
+
+    def __init__(self, out: Any, err: Any, metric: str, n_trials: int) -> None:
+        self.out = out
+        self.err = err
+        self.metric = metric
+        self.n_trials = n_trials
+        self.progress: Any = None
+        self.task: Any = None
+        self.best: float | None = None
+        self.goal_min = metric == "val_loss"
+
+    def live(self, done: int, best: float | None) -> Any:
+        """A context manager showing the progress while trials run."""
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.best = best
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("trials"),
+            MofNCompleteColumn(),
+            BarColumn(bar_width=20),
+            TextColumn("{task.fields[running]}"),
+            TextColumn("best {task.fields[best]}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.err,
+            transient=True,
+            refresh_per_second=2,
+            # ETA from the whole session's pace, not the last 30 s (a trial can take longer).
+            speed_estimate_period=24 * 3600,
+        )
+        self.task = self.progress.add_task(
+            "trials",
+            total=self.n_trials,
+            completed=min(done, self.n_trials),
+            running="",
+            best=fmt_number(best),
+        )
+        return self.progress
+
+    def trial_started(self, number: int, params: Any) -> None:
+        """A trial starts: show its number and parameters."""
+        if self.progress is not None:
+            self.progress.update(self.task, running=f"trial {number}: epoch 0/{params.epochs}")
+
+    def epoch_done(self, number: int, params: Any, metrics: Any) -> None:
+        """An epoch ended: show it with its validation metric."""
+        value = metrics.val_loss if self.metric == "val_loss" else metrics.val_accuracy
+        if self.progress is not None:
+            self.progress.update(
+                self.task,
+                running=(
+                    f"trial {number}: epoch {metrics.epoch}/{params.epochs} "
+                    f"{self.metric} {fmt_number(value)}"
+                ),
+            )
+
+    def trial_ended(self, trial: Any) -> None:
+        """A trial finished: print its line, update done/best."""
+        from optuna.trial import TrialState
+
+        row = trial_row(trial)
+        if trial.state == TrialState.COMPLETE and row["value"] is not None:
+            value = row["value"]
+            if self.best is None or (value < self.best if self.goal_min else value > self.best):
+                self.best = value
+        line = trial_line(row, self.metric)
+        if self.progress is not None and self.out.is_terminal and self.err.is_terminal:
+            # One terminal: print through the live display's console, which puts the line above
+            # the progress bar (a print on stdout would land in the middle of it).
+            self.progress.console.print(line, markup=False)
+        else:
+            self.out.print(line, markup=False)
+        if self.progress is not None:
+            counted = 1 if counts_towards_budget(trial) else 0
+            self.progress.update(self.task, advance=counted, running="", best=fmt_number(self.best))
+
+
+def trial_line(row: dict[str, Any], metric: str) -> str:
+    """`trial 3  COMPLETE  val_loss 0.4123  lr=... batch=32 ...  12.3 s  complete`."""
+    return (
+        f"trial {row['number']:>3}  {row['state']:<8}  {metric} {fmt_number(row['value']):<9}  "
+        f"{fmt_params(row['params'])}  {fmt_number(row['seconds'])} s  {row['end_reason']}"
+    )
+
+
+def print_summary(out: Any, session: Any, metric: str) -> None:
+    """What a `sweep run` did: trials counted, the best trial, this run's overhead."""
+    study = session.study
+    counted = session.counted()
+    here = len(session.finished_here)
+    head = "interrupted" if session.interrupted else "done"
+    out.print(
+        f"{head}: study {study.study_name} has {counted} of {session.n_trials} trials "
+        f"({here} finished in this run)",
+        markup=False,
+    )
+    best = best_trial(study)
+    out.print(best_line(trial_row(best) if best is not None else None, metric), markup=False)
+    record = session.session_record()
+    info = overhead({SESSION_PREFIX: record})
+    if record["trials"]:
+        out.print(f"this run: {overhead_line(info).removeprefix('sweep ')}", markup=False)
