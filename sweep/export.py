@@ -109,7 +109,12 @@ def _retrain(
     log(f"trial {trial.number}'s model was not kept; retraining it ({params})")
     started = time.perf_counter()
     result = run_trial(
-        params, spec, config.model_specs(), cache_dir=default_cache_dir(), best_model_dir=into
+        params,
+        spec,
+        config.model_specs(),
+        cache_dir=default_cache_dir(),
+        best_model_dir=into,
+        select_by=config.metric.name,
     )
     log(
         f"retrained in {time.perf_counter() - started:.1f} s: best epoch {result.best_epoch}, "

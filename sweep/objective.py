@@ -214,6 +214,7 @@ class Objective:
                     checkpoint_dir=checkpoint_dir,
                     best_model_dir=best_dir,
                     device=self.device,
+                    select_by=self.metric,
                 )
         except KeyboardInterrupt:
             self.train_seconds += time.perf_counter() - started

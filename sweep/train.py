@@ -143,6 +143,7 @@ def fine_tune(
     max_micro_batch: int | None = None,
     best_model_dir: Path | None = None,
     keep_checkpoints: bool = False,
+    select_by: str = "val_loss",
 ) -> FineTuneResult:
     """Fine-tune a fresh `model_spec` model on `data` with `params`; return its best epoch, costs.
 
@@ -153,11 +154,14 @@ def fine_tune(
     (so a retried trial's history is complete). The checkpoint is removed at the end unless
     `keep_checkpoints` or the run was interrupted (Ctrl-C: end_reason "interrupted"; the caller
     decides whether to stop). `best_model_dir` receives the best epoch's model (save_pretrained),
-    tokenizer and labels.json. A CUDA out-of-memory halves the micro-batch (which starts at
-    min(batch_size, max_micro_batch)) and retries from the last checkpoint or from scratch; at
-    micro-batch 1 it is re-raised.
+    tokenizer and labels.json. The best epoch is the one with the lowest validation loss, or the
+    highest accuracy with `select_by="val_accuracy"`. A CUDA out-of-memory halves the micro-batch
+    (which starts at min(batch_size, max_micro_batch)) and retries from the last checkpoint or from
+    scratch; at micro-batch 1 it is re-raised.
     """
     started = time.perf_counter()
+    if select_by not in ("val_loss", "val_accuracy"):
+        raise ValueError(f"select_by must be 'val_loss' or 'val_accuracy', got {select_by!r}")
     _check_inputs(params, data)
     dev = _resolve_device(device)
     if dev.type == "cpu":
@@ -192,6 +196,7 @@ def fine_tune(
                 checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None,
                 best_model_dir=Path(best_model_dir) if best_model_dir is not None else None,
                 keep_checkpoints=keep_checkpoints,
+                select_by=select_by,
             )
             return dataclasses.replace(result, train_seconds=time.perf_counter() - started)
         except torch.cuda.OutOfMemoryError:
@@ -212,6 +217,15 @@ def fine_tune(
             torch.cuda.empty_cache()
 
 
+def _better(metrics: EpochMetrics, best: EpochMetrics | None, select_by: str) -> bool:
+    """Whether `metrics` is a better epoch than `best` by the study's metric (ties: the earlier)."""
+    if best is None:
+        return True
+    if select_by == "val_accuracy":
+        return metrics.val_accuracy > best.val_accuracy
+    return metrics.val_loss < best.val_loss
+
+
 def _run(
     params: TrialParams,
     data: TokenizedData,
@@ -225,6 +239,7 @@ def _run(
     checkpoint_dir: Path | None,
     best_model_dir: Path | None,
     keep_checkpoints: bool,
+    select_by: str,
 ) -> FineTuneResult:
     """One attempt at the whole trial with a fixed micro-batch (fine_tune retries it on OOM)."""
     n_train, n_val = len(data.train_labels), len(data.val_labels)
@@ -270,7 +285,9 @@ def _run(
         set_rng_state(state["rng"])
         log.info("resuming from the checkpoint of epoch %d in %s", latest["epoch"], checkpoint_dir)
     resumed_from = len(history)
-    best = min(history, key=lambda m: m.val_loss, default=None)
+    best = None
+    for metrics in history:
+        best = metrics if _better(metrics, best, select_by) else best
 
     end_reason = "complete"
     for metrics in history:  # replay restored epochs (not yet reported in this call) to the caller
@@ -356,7 +373,7 @@ def _run(
                 seconds=time.perf_counter() - epoch_start,
             )
             history.append(metrics)
-            if best is None or metrics.val_loss < best.val_loss:
+            if _better(metrics, best, select_by):
                 best = metrics
                 if best_model_dir is not None:
                     save_best_model(best_model_dir, model, data.tokenizer_dir, data.label_names)

@@ -58,8 +58,13 @@ def run_trial(
     checkpoint_dir: Path | None = None,
     best_model_dir: Path | None = None,
     device: str | None = None,
+    select_by: str = "val_loss",
 ) -> FineTuneResult:
-    """Fine-tune the model size `params.model_size` on the study's data and return the result."""
+    """Fine-tune the model size `params.model_size` on the study's data and return the result.
+
+    `select_by` (val_loss or val_accuracy, the study's metric) picks the best epoch: the trial's
+    value and the weights kept in `best_model_dir`.
+    """
     model_spec = model_spec_for(params.model_size, models)
     data = prepare_data(data_spec, model_spec, cache_dir)
     return fine_tune(
@@ -70,4 +75,5 @@ def run_trial(
         checkpoint_dir=checkpoint_dir,
         best_model_dir=best_model_dir,
         device=device,
+        select_by=select_by,
     )

@@ -282,6 +282,20 @@ def test_on_epoch_returning_true_stops(small: TokenizedData) -> None:
     assert result.best_epoch == 1
 
 
+def test_best_epoch_follows_the_selection_metric(small: TokenizedData) -> None:
+    p = params(epochs=4, learning_rate=3e-3)
+    by_loss = fine_tune(p, small, TINY)
+    by_accuracy = fine_tune(p, small, TINY, select_by="val_accuracy")
+    assert [m.val_loss for m in by_loss.epochs] == [m.val_loss for m in by_accuracy.epochs]
+    lowest_loss = min(by_loss.epochs, key=lambda m: m.val_loss)
+    highest_accuracy = max(by_accuracy.epochs, key=lambda m: m.val_accuracy)
+    assert by_loss.best_epoch == lowest_loss.epoch
+    assert by_accuracy.best_epoch == highest_accuracy.epoch
+    assert by_accuracy.best_val_accuracy == highest_accuracy.val_accuracy
+    with pytest.raises(ValueError, match="select_by"):
+        fine_tune(p, small, TINY, select_by="f1")
+
+
 def test_resume_from_checkpoint_equals_uninterrupted_run(
     small: TokenizedData, tmp_path: Path
 ) -> None:
