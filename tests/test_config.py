@@ -464,3 +464,17 @@ def test_mutations_end_in_config_or_config_error(tmp_path: Path, data: st.DataOb
     else:
         assert isinstance(config, StudyConfig)
         json.dumps(config.resolved())
+
+
+@pytest.mark.parametrize(
+    "study", sorted((Path(__file__).parents[1] / "studies").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_study_in_the_repository_loads(study: Path) -> None:
+    config = load_study(study)
+    assert config.name == study.stem
+    assert config.model_specs()
+
+
+def test_the_repository_demo_is_the_bundled_demo() -> None:
+    repo_demo = Path(__file__).parents[1] / "studies" / "demo.yaml"
+    assert repo_demo.read_text() == bundled_demo_path().read_text()
