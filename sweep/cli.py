@@ -56,6 +56,10 @@ logger = logging.getLogger("sweep")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+StudyNameArgument = Annotated[
+    str | None,
+    typer.Argument(help="Study name (default: the only study in the storage).", show_default=False),
+]
 StorageOption = Annotated[
     str | None,
     typer.Option(
@@ -338,12 +342,7 @@ def _pick_study(opened: Any, name: str | None, url: str) -> Any:
 @app.command()
 @_user_errors
 def status(
-    name: Annotated[
-        str | None,
-        typer.Argument(
-            help="Study name (default: the only study in the storage).", show_default=False
-        ),
-    ] = None,
+    name: StudyNameArgument = None,
     storage: StorageOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
@@ -410,12 +409,7 @@ def studies(
 @app.command()
 @_user_errors
 def best(
-    name: Annotated[
-        str | None,
-        typer.Argument(
-            help="Study name (default: the only study in the storage).", show_default=False
-        ),
-    ] = None,
+    name: StudyNameArgument = None,
     storage: StorageOption = None,
     export: Annotated[
         Path | None,
