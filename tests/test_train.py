@@ -8,7 +8,6 @@ import math
 import os
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,29 +31,10 @@ from sweep._batching import (
     plan_batches,
     split_micro,
 )
+from sweep.data import TokenizedData
 from sweep.errors import ConfigError
 from sweep.models import FromConfigShape, PretrainedModel, build_model
 from sweep.train import EpochMetrics, TrialParams, fine_tune
-
-try:  # the data module's dataclass once it exists; until then the same fields, here
-    from sweep.data import TokenizedData
-except ImportError:  # pragma: no cover - depends on what has landed
-
-    @dataclass(frozen=True)
-    class TokenizedData:  # type: ignore[no-redef]
-        train_ids: np.ndarray
-        train_offsets: np.ndarray
-        train_labels: np.ndarray
-        val_ids: np.ndarray
-        val_offsets: np.ndarray
-        val_labels: np.ndarray
-        label_names: tuple[str, ...]
-        pad_token_id: int
-        vocab_size: int
-        max_length: int
-        tokenizer_dir: Path
-        cache_key: str
-
 
 TINY = FromConfigShape(n_layer=1, n_embd=32, n_head=2)
 MAX_LENGTH = 32
