@@ -25,6 +25,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -361,7 +362,8 @@ class Session:
         self.wall_seconds = 0.0
         self._started = 0.0
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        self.key = f"{SESSION_PREFIX}{started_at}:{worker_id()}"
+        # The random part keeps two sessions of one process within one second apart.
+        self.key = f"{SESSION_PREFIX}{started_at}:{worker_id()}:{uuid.uuid4().hex[:8]}"
 
     def counted(self) -> int:
         """Trials of the study (from every worker) that count towards `n_trials`."""
