@@ -19,6 +19,8 @@ import typer
 
 from sweep import __version__
 from sweep._run_display import RunDisplay, best_value, print_summary
+from sweep.cli_launch import register as register_launch
+from sweep.cli_report import register as register_report
 from sweep.errors import ConfigError, StorageError, SweepError
 from sweep.status import (
     ATTR_CONFIG,
@@ -479,6 +481,11 @@ def best(
             err.print(f"exported trial {trial.number} to {export} ({how})", markup=False)
     finally:
         close_storage(opened)
+
+
+# Commands that live in modules of their own.
+register_report(app)
+register_launch(app)
 
 
 def main() -> None:

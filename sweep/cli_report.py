@@ -1,0 +1,7 @@
+"""`sweep report` and `sweep dashboard` (registered on the main app by sweep/cli.py)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
