@@ -1,6 +1,7 @@
 """Per-epoch training checkpoints, written atomically and loaded without unpickling code.
 
-A checkpoint directory holds, for the last finished epoch k:
+A checkpoint directory holds, for the last finished epoch k (or for step s of epoch k+1, when a
+preempted run saved mid-epoch; then the files are named epoch-k-step-s.*):
   epoch-k.safetensors  the model weights (safetensors; shared tensors handled by save_model)
   epoch-k.pt           optimizer, scheduler, RNG states, epoch, metrics so far (torch.save of plain
                        types and tensors only, so it loads with torch.load(weights_only=True))
@@ -90,14 +91,19 @@ def save_checkpoint(
     state: dict[str, Any],
     fingerprint: str,
     extra: dict[str, Any] | None = None,
+    step: int = 0,
 ) -> None:
     """Write the checkpoint of `epoch` (model weights + `state`), then commit it with latest.json.
 
-    `extra` (JSON-able) goes into latest.json, for what a caller needs before building the model.
+    `step` > 0: the checkpoint is taken `step` steps into the epoch after `epoch`. `extra`
+    (JSON-able) goes into latest.json, for what a caller needs before building the model.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / f"epoch-{epoch}.safetensors"
-    blob = directory / f"epoch-{epoch}.pt"
+    # Distinct names per (epoch, step): the files latest.json points at are never overwritten
+    # before latest.json itself moves on.
+    stem = f"epoch-{epoch}" if not step else f"epoch-{epoch}-step-{step}"
+    weights = directory / f"{stem}.safetensors"
+    blob = directory / f"{stem}.pt"
     tmp = _atomic(weights)
     # save_model, not save_file(state_dict): it drops the duplicate names of tied/shared tensors,
     # which safetensors refuses to store twice.

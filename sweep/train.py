@@ -8,8 +8,9 @@ callback; it knows nothing of Optuna. What makes it fast (see DESIGN.md):
     (the loss is summed on the device and looked at every NAN_CHECK_EVERY steps);
   - on CPU: as many threads as this process has cores, fused AdamW.
 What makes it dependable: a seed fixes everything (init, dropout, batch order); a checkpoint after
-each epoch lets an interrupted trial resume to the same result; a CUDA out-of-memory halves the
-micro-batch and retries, keeping the effective batch through gradient accumulation.
+each epoch, and one mid-epoch when the caller asks to stop (preemption), lets a trial resume to the
+same result; a CUDA out-of-memory halves the micro-batch and retries, keeping the effective batch
+through gradient accumulation.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class FineTuneResult:
     best_val_accuracy: float  # accuracy at best_epoch
     best_epoch: int  # 0 if none
     epochs: tuple[EpochMetrics, ...]
-    end_reason: str  # "complete" | "stopped" | "nan-loss" | "interrupted"
+    end_reason: str  # "complete" | "stopped" | "nan-loss" | "interrupted" | "preempted"
     train_seconds: float  # wall seconds of the whole call (OOM retries included)
     samples_per_s: float  # training samples per second of training steps (eval excluded)
     tokens_per_s: float  # real (non-pad) training tokens per second of training steps
@@ -144,6 +145,7 @@ def fine_tune(
     best_model_dir: Path | None = None,
     keep_checkpoints: bool = False,
     select_by: str = "val_loss",
+    should_stop: Callable[[], bool] | None = None,
 ) -> FineTuneResult:
     """Fine-tune a fresh `model_spec` model on `data` with `params`; return its best epoch, costs.
 
@@ -158,6 +160,10 @@ def fine_tune(
     highest accuracy with `select_by="val_accuracy"`. A CUDA out-of-memory halves the micro-batch
     (which starts at min(batch_size, max_micro_batch)) and retries from the last checkpoint or from
     scratch; at micro-batch 1 it is re-raised.
+
+    `should_stop` is asked after every optimizer step; once it says True (the machine is being
+    taken back), the run saves a checkpoint of that step and returns with end_reason
+    "preempted", and a later run with the same `checkpoint_dir` goes on from that very step.
     """
     started = time.perf_counter()
     if select_by not in ("val_loss", "val_accuracy"):
@@ -197,6 +203,7 @@ def fine_tune(
                 best_model_dir=Path(best_model_dir) if best_model_dir is not None else None,
                 keep_checkpoints=keep_checkpoints,
                 select_by=select_by,
+                should_stop=should_stop,
             )
             return dataclasses.replace(result, train_seconds=time.perf_counter() - started)
         except torch.cuda.OutOfMemoryError:
@@ -215,6 +222,9 @@ def fine_tune(
         gc.collect()
         if dev.type == "cuda":
             torch.cuda.empty_cache()
+
+
+_RESUMABLE = ("interrupted", "preempted")
 
 
 def _better(metrics: EpochMetrics, best: EpochMetrics | None, select_by: str) -> bool:
@@ -240,6 +250,7 @@ def _run(
     best_model_dir: Path | None,
     keep_checkpoints: bool,
     select_by: str,
+    should_stop: Callable[[], bool] | None,
 ) -> FineTuneResult:
     """One attempt at the whole trial with a fixed micro-batch (fine_tune retries it on OOM)."""
     n_train, n_val = len(data.train_labels), len(data.val_labels)
@@ -272,6 +283,7 @@ def _run(
 
     # -- resume: weights, optimizer moments, schedule position and RNG states of the last epoch.
     history: list[EpochMetrics] = []
+    resume_step, resume_loss_sum = 0, 0.0  # a checkpoint taken mid-epoch: steps done, their loss
     latest = read_latest(checkpoint_dir) if checkpoint_dir is not None else None
     if latest is not None and latest.get("fingerprint") != fingerprint:
         log.warning("ignoring the checkpoint in %s: it is of another trial", checkpoint_dir)
@@ -283,7 +295,14 @@ def _run(
         scheduler.load_state_dict(state["scheduler"])
         history = [EpochMetrics(**m) for m in state["history"]]
         set_rng_state(state["rng"])
-        log.info("resuming from the checkpoint of epoch %d in %s", latest["epoch"], checkpoint_dir)
+        resume_step = int(latest.get("step", 0))
+        resume_loss_sum = float(state.get("loss_sum", 0.0))
+        log.info(
+            "resuming from the checkpoint of epoch %d (+%d steps) in %s",
+            latest["epoch"],
+            resume_step,
+            checkpoint_dir,
+        )
     resumed_from = len(history)
     best = None
     for metrics in history:
@@ -311,7 +330,33 @@ def _run(
             tensor = tensor.pin_memory()
         return tensor.to(dev, non_blocking=True)
 
+    def checkpoint(step: int, loss_sum: float) -> None:
+        """Save the state after `step` steps of the epoch after the last finished one (0: none)."""
+        if checkpoint_dir is None:
+            return
+        state: dict[str, Any] = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(),
+            "history": [dataclasses.asdict(m) for m in history],
+        }
+        extra: dict[str, Any] = {"micro_batch": micro_batch, "micro_batch_halvings": halvings}
+        if step:
+            state["loss_sum"] = loss_sum
+            extra["step"] = step
+        save_checkpoint(
+            checkpoint_dir,
+            model=model,
+            epoch=len(history),
+            step=step,
+            state=state,
+            fingerprint=fingerprint,
+            extra=extra,
+        )
+
     epoch = len(history)
+    if end_reason == "complete" and should_stop is not None and should_stop():
+        end_reason = "preempted"  # before any new step: the checkpoint there is stays as it is
     try:
         while end_reason == "complete" and epoch < params.epochs:
             epoch += 1
@@ -321,8 +366,13 @@ def _run(
             batches = plan_batches(
                 train_lengths, params.batch_size, np.random.default_rng([params.seed, epoch])
             )
-            loss_sum = torch.zeros((), device=dev)  # summed on the device: no sync per step
+            # Summed on the device: no sync per step. A mid-epoch resume starts from the saved sum
+            # (a float32 value round-trips exactly through a Python float): the same epoch loss.
+            loss_sum = torch.full((), resume_loss_sum, dtype=torch.float32, device=dev)
+            skip, resume_step, resume_loss_sum = resume_step, 0, 0.0
             for step, batch in enumerate(batches, start=1):
+                if step <= skip:
+                    continue  # done before the checkpoint this run resumed from
                 for micro in split_micro(batch, train_lengths, micro_batch):
                     ids, mask = collate(
                         data.train_ids,
@@ -349,15 +399,22 @@ def _run(
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+                samples_seen += len(batch)
+                tokens_seen += int(train_lengths[batch].sum())
                 if step % nan_check_every == 0 and not torch.isfinite(loss_sum):
                     break
+                if should_stop is not None and step < len(batches) and should_stop():
+                    checkpoint(step, loss_sum.item())
+                    end_reason = "preempted"
+                    break
+            if end_reason == "preempted":
+                step_seconds += time.perf_counter() - epoch_start
+                break
             train_loss = loss_sum.item() / n_train  # the epoch's one unconditional sync
             if not math.isfinite(train_loss):
                 end_reason = "nan-loss"
                 break
             step_seconds += time.perf_counter() - epoch_start
-            samples_seen += n_train
-            tokens_seen += int(train_lengths.sum())
 
             val_loss, val_accuracy = _evaluate(
                 model, data, val_lengths, eval_micro, pad_multiple, use_mask, dev, to_device
@@ -377,27 +434,15 @@ def _run(
                 best = metrics
                 if best_model_dir is not None:
                     save_best_model(best_model_dir, model, data.tokenizer_dir, data.label_names)
-            if checkpoint_dir is not None:
-                save_checkpoint(
-                    checkpoint_dir,
-                    model=model,
-                    epoch=epoch,
-                    state={
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "rng": rng_state(),
-                        "history": [dataclasses.asdict(m) for m in history],
-                    },
-                    fingerprint=fingerprint,
-                    extra={"micro_batch": micro_batch, "micro_batch_halvings": halvings},
-                )
+            checkpoint(0, 0.0)
             reported[0] = epoch
             if on_epoch is not None and on_epoch(metrics):
                 end_reason = "stopped"
     except KeyboardInterrupt:
         end_reason = "interrupted"  # the checkpoint of the last finished epoch stays for a resume
 
-    if checkpoint_dir is not None and not keep_checkpoints and end_reason != "interrupted":
+    # An interrupted or preempted trial keeps its checkpoint: a retry resumes from it.
+    if checkpoint_dir is not None and not keep_checkpoints and end_reason not in _RESUMABLE:
         remove_checkpoint(checkpoint_dir)
     log.debug("trial done: %s after %d epochs (%d val examples)", end_reason, epoch, n_val)
     return FineTuneResult(

@@ -7,7 +7,7 @@ machine shares, and fine-tunes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -59,11 +59,12 @@ def run_trial(
     best_model_dir: Path | None = None,
     device: str | None = None,
     select_by: str = "val_loss",
+    should_stop: Callable[[], bool] | None = None,
 ) -> FineTuneResult:
     """Fine-tune the model size `params.model_size` on the study's data and return the result.
 
     `select_by` (val_loss or val_accuracy, the study's metric) picks the best epoch: the trial's
-    value and the weights kept in `best_model_dir`.
+    value and the weights kept in `best_model_dir`. `should_stop`: see `fine_tune` (preemption).
     """
     model_spec = model_spec_for(params.model_size, models)
     data = prepare_data(data_spec, model_spec, cache_dir)
@@ -76,4 +77,5 @@ def run_trial(
         best_model_dir=best_model_dir,
         device=device,
         select_by=select_by,
+        should_stop=should_stop,
     )

@@ -301,6 +301,36 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(
     assert not ckpt.exists()
 
 
+def test_preempted_mid_epoch_resumes_from_that_step(small: TokenizedData, tmp_path: Path) -> None:
+    """should_stop (SIGTERM in a worker) saves the step it stopped at; the resumed run goes on
+    from that step and ends exactly where an uninterrupted run ends."""
+    p = params(epochs=2, warmup_ratio=0.2, batch_size=8)
+    straight = fine_tune(p, small, TINY)
+
+    ckpt = tmp_path / "ckpt"
+    asked = [0]
+
+    def stop_at_step_5() -> bool:
+        asked[0] += 1
+        return asked[0] == 6  # asked once before the first step, then after every step
+
+    first = fine_tune(p, small, TINY, checkpoint_dir=ckpt, should_stop=stop_at_step_5)
+    assert first.end_reason == "preempted" and first.epochs == ()
+    latest = json.loads((ckpt / "latest.json").read_text())
+    assert (latest["epoch"], latest["step"]) == (0, 5)
+
+    resumed = fine_tune(p, small, TINY, checkpoint_dir=ckpt)
+    assert resumed.end_reason == "complete"
+    np.testing.assert_allclose(
+        [e.train_loss for e in resumed.epochs],
+        [e.train_loss for e in straight.epochs],
+        rtol=0,
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(val_losses(resumed), val_losses(straight), rtol=0, atol=1e-6)
+    assert not ckpt.exists()
+
+
 def test_checkpoint_of_another_trial_is_not_resumed(small: TokenizedData, tmp_path: Path) -> None:
     ckpt = tmp_path / "ckpt"
     fine_tune(params(epochs=2), small, TINY, checkpoint_dir=ckpt, keep_checkpoints=True)
