@@ -1,7 +1,118 @@
-"""`sweep report` and `sweep dashboard` (registered on the main app by sweep/cli.py)."""
+"""`sweep report` and `sweep dashboard` (registered on the main app by sweep/cli.py).
+
+Both only read the storage and never import torch: the report is built from what the trials
+recorded, the dashboard is optuna-dashboard's.
+"""
+
+import time
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
+    # sweep.cli calls this at its end, when these helpers exist: importing them at the top of
+    # this module would be a cycle.
+    from sweep.cli import StorageOption, _pick_study, _read_storage, _user_errors
+    from sweep.errors import ConfigError
+    from sweep.storage import close_storage, resolve_storage_url
+
+    @app.command()
+    @_user_errors
+    def report(
+        output: Annotated[
+            Path,
+            typer.Option(
+                "--output",
+                "-o",
+                help="The HTML file to write (one self-contained page, opens offline).",
+                metavar="FILE",
+                show_default=False,
+            ),
+        ],
+        names: Annotated[
+            list[str] | None,
+            typer.Argument(
+                help="Study names (default: the only study in the storage). With several, "
+                "their best-so-far curves are overlaid and their best trials compared.",
+                metavar="NAME",
+                show_default=False,
+            ),
+        ] = None,
+        storage: StorageOption = None,
+        watch: Annotated[
+            float | None,
+            typer.Option(
+                "--watch",
+                metavar="SECONDS",
+                help="Rewrite the file every SECONDS seconds until Ctrl-C, for a sweep that is "
+                "running (the open page reloads itself).",
+                show_default=False,
+            ),
+        ] = None,
+    ) -> None:
+        """Write an HTML report of one or more studies: header, figures and a trials table.
+
+        Figures: optimization history with the best-so-far line, learning curves, parallel
+        coordinates, parameter importances, the metric against learning rate per model size,
+        the metric against cost with its Pareto front, a timeline of trials per worker. One
+        file with plotly.js inside: it opens from disk with no network.
+        """
+        from sweep.report import check_output, report_html, write_report
+
+        if watch is not None and not watch > 0:
+            raise ConfigError(f"--watch must be a positive number of seconds, got {watch}")
+        check_output(output)
+        url = resolve_storage_url(storage)
+        wanted: list[str | None] = list(dict.fromkeys(names)) if names else [None]
+        opened = _read_storage(storage)
+        try:
+            while True:
+                studies = [_pick_study(opened, name, url) for name in wanted]
+                size = write_report(output, report_html(studies, refresh_seconds=watch))
+                trials = sum(len(s.get_trials(deepcopy=False)) for s in studies)
+                typer.echo(
+                    f"wrote {output}: {', '.join(s.study_name for s in studies)}, "
+                    f"{trials} trials, {size / 1e6:.1f} MB",
+                    err=watch is not None,
+                )
+                if watch is None:
+                    return
+                time.sleep(watch)
+        except KeyboardInterrupt:
+            # Ctrl-C is how --watch ends: the last complete file stays.
+            typer.echo(f"stopped watching; {output} is as of the last rewrite", err=True)
+        finally:
+            close_storage(opened)
+
+    @app.command()
+    @_user_errors
+    def dashboard(
+        storage: StorageOption = None,
+        host: Annotated[
+            str,
+            typer.Option(
+                "--host", help="Address to listen on (0.0.0.0: reachable from other machines)."
+            ),
+        ] = "127.0.0.1",
+        port: Annotated[
+            int, typer.Option("--port", help="Port to listen on (0: any free port).")
+        ] = 8080,
+    ) -> None:
+        """Serve optuna-dashboard on the study storage until Ctrl-C.
+
+        Reads only: running workers keep writing to the same storage (SQLite in WAL mode, so
+        the dashboard's reads never lock them out).
+        """
+        from sweep.dashboard import Dashboard
+
+        server = Dashboard(resolve_storage_url(storage), host, port)
+        try:
+            typer.echo(f"{server.describe()} (Ctrl-C to stop)")
+            server.serve_forever()
+        except KeyboardInterrupt:
+            typer.echo("dashboard stopped", err=True)
+        finally:
+            server.close()
