@@ -95,19 +95,19 @@ def history_figure(rows: StudyRows) -> go.Figure:
     x = [r["number"] for r in rows.history]
     fig.add_scatter(
         x=x,
-        y=[r["value"] for r in rows.history],
-        mode="markers",
-        name="trial",
-        marker={"color": "#1f77b4", "size": 6, "opacity": 0.6},
-        hovertemplate="trial %{x}: %{y:.4g}<extra></extra>",
-    )
-    fig.add_scatter(
-        x=x,
         y=[r["best_so_far"] for r in rows.history],
         mode="lines",
         name="best so far",
         line={"color": "#d62728", "width": 2.5, "shape": "hv"},
         hovertemplate="best after trial %{x}: %{y:.4g}<extra></extra>",
+    )
+    fig.add_scatter(
+        x=x,
+        y=[r["value"] for r in rows.history],
+        mode="markers",
+        name="trial",
+        marker={"color": "#1f77b4", "size": 6, "opacity": 0.6},
+        hovertemplate="trial %{x}: %{y:.4g}<extra></extra>",
     )
     return fig
 
@@ -197,6 +197,10 @@ def _axis(name: str, values: list[Any]) -> dict[str, Any]:
             "ticktext": [f"1e{t}" for t in ticks],
         }
     if numeric:
+        distinct = sorted(set(values))
+        if len(distinct) <= 12:
+            # Batch sizes and epochs take a few values: ticks on exactly those.
+            return {"label": label, "values": values, "tickvals": distinct}
         return {"label": label, "values": values}
     categories = sorted({str(v) for v in values})
     index = {c: i for i, c in enumerate(categories)}
