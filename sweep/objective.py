@@ -12,6 +12,10 @@ How a trial ends:
                    a SweepError (bad data/model/config), which stops the run: every trial would
                    fail the same way.
 - Ctrl-C        -> FAIL (end_reason "interrupted"); KeyboardInterrupt goes on up to the CLI.
+- SIGTERM       -> the fine-tune checkpoints the step it is at; TrialPreempted goes on up to the
+                   session, which fails the trial (end_reason "preempted") and queues a retry.
+
+The trial loop around the objective (claiming trials, heartbeats, retries) is sweep.session.
 """
 
 from __future__ import annotations
@@ -25,24 +29,24 @@ import signal
 import socket
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
 
 from sweep.errors import SweepError
 from sweep.space import suggest_params
-from sweep.status import SESSION_PREFIX, counts_towards_budget
 from sweep.trial import run_trial
 
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "SWEEP_CACHE_DIR"
+
+
+class TrialPreempted(Exception):
+    """The worker was asked to stop (SIGTERM) and the trial saved a checkpoint to resume from."""
 
 
 class TrialFailed(Exception):
@@ -150,6 +154,7 @@ class Objective:
         cache_dir: Path,
         artifacts_dir: Path,
         device: str | None = None,
+        checkpoint_root: Path | None = None,
         on_start: OnTrialStart | None = None,
         on_epoch: OnTrialEpoch | None = None,
         gate: InterruptGate | None = None,
@@ -159,6 +164,11 @@ class Objective:
         self.cache_dir = cache_dir
         self.artifacts_dir = artifacts_dir
         self.device = device
+        # Where trials keep their checkpoints: on a cluster, a path every worker can reach,
+        # so that a retry on another machine resumes where the lost trial stopped.
+        self.checkpoint_root = checkpoint_root
+        # Set by SIGTERM (see sweep.session): the running fine-tune checkpoints and returns.
+        self.preempt = threading.Event()
         self.on_start = on_start
         self.on_epoch = on_epoch
         self.metric: str = config.metric.name
@@ -175,6 +185,9 @@ class Objective:
         self.current_trial = trial
         self.trials_run += 1
         trial.set_user_attr("worker", self._worker)
+        trial.set_user_attr("gpu", os.environ.get("CUDA_VISIBLE_DEVICES"))
+        if "attempt" not in trial.user_attrs:
+            trial.set_user_attr("attempt", 1)
         params = suggest_params(trial, self.config)
         trial.set_user_attr("seed", params.seed)
         study_name = trial.study.study_name
@@ -183,7 +196,12 @@ class Objective:
         original = trial.user_attrs.get("checkpoint_of", trial.number)
         if "checkpoint_of" not in trial.user_attrs:
             trial.set_user_attr("checkpoint_of", trial.number)
-        checkpoint_dir = self.artifacts_dir / study_name / "checkpoints" / f"trial-{original}"
+        root = self.checkpoint_root or self.artifacts_dir / study_name / "checkpoints"
+        checkpoint_dir = (
+            root / study_name / f"trial-{original}"
+            if self.checkpoint_root
+            else root / f"trial-{original}"
+        )
         best_dir = (
             model_dir(self.artifacts_dir, study_name, trial.number) if self.keep_best > 0 else None
         )
@@ -216,6 +234,7 @@ class Objective:
                     best_model_dir=best_dir,
                     device=self.device,
                     select_by=self.metric,
+                    should_stop=self.preempt.is_set,
                 )
         except KeyboardInterrupt:
             self.train_seconds += time.perf_counter() - started
@@ -250,11 +269,15 @@ class Objective:
             epoch = len(result.epochs)
             trial.set_user_attr("pruned_at_epoch", epoch)
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+        if result.end_reason == "preempted":
+            # The checkpoint stays: the retry the session queues resumes from it.
+            trial.set_user_attr("retried", True)
+            raise TrialPreempted(f"preempted after {len(result.epochs)} epoch(s)")
         if result.end_reason == "interrupted":
             # The trial is recorded as failed and never resumed: its checkpoint is of no use.
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
             raise KeyboardInterrupt
-        # nan-loss, or a reason a later version of the training loop adds (oom, preempted).
+        # nan-loss, or a reason a later version of the training loop adds.
         raise TrialFailed(f"{result.end_reason} after {len(result.epochs)} epoch(s)")
 
     def _record_epochs(self, trial: optuna.Trial, epochs: list[Any]) -> None:
@@ -274,6 +297,7 @@ class Objective:
             "tokens_per_s": result.tokens_per_s,
             "peak_memory_mb": result.peak_memory_mb,
             "device": result.device,
+            "gpus": 1 if result.device.startswith("cuda") else 0,
             "n_params": result.n_params,
             "micro_batch": result.micro_batch,
             "micro_batch_halvings": result.micro_batch_halvings,
@@ -295,151 +319,6 @@ def _epoch_dict(metrics: Any) -> dict[str, Any]:
     return {
         k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()
     }
-
-
-def prune_kept_models(
-    study: optuna.Study,
-    artifacts_dir: Path,
-    keep: int,
-    trials: Sequence[FrozenTrial] | None = None,
-) -> list[int]:
-    """Keep only the models of the best `keep` COMPLETE trials; delete the other finished ones.
-
-    Folders of trials still running (here or in another worker) are left alone. `trials`: the
-    study's trials if the caller has them already. Returns the numbers of the removed folders.
-    """
-    root = artifacts_dir / study.study_name
-    if not root.is_dir():
-        return []
-    if trials is None:
-        trials = study.get_trials(deepcopy=False)
-    complete = [
-        t
-        for t in trials
-        if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
-    ]
-    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    complete.sort(key=lambda t: (t.value if not reverse else -t.value, t.number))
-    keep_numbers = {t.number for t in complete[: max(keep, 0)]}
-    finished = {t.number for t in trials if t.state.is_finished()}
-    removed = []
-    for folder in root.glob("trial-*"):
-        try:
-            number = int(folder.name.removeprefix("trial-"))
-        except ValueError:
-            continue
-        if number in finished and number not in keep_numbers:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(number)
-    return sorted(removed)
-
-
-class Session:
-    """One `sweep run` process working on a study: optimize until the study has `n_trials`
-    finished trials (see `sweep.status.counts_towards_budget`), time it, clean up on Ctrl-C.
-
-    After each trial it keeps only the best models (`keep_best`), calls `on_trial_end` and saves
-    the session's timing on the study (user attr ``session:<start>:<host>:<pid>``), so `sweep
-    status` can show the overhead even if the process is killed later.
-    """
-
-    def __init__(
-        self,
-        study: optuna.Study,
-        objective: Objective,
-        *,
-        n_trials: int,
-        timeout: float | None = None,
-        on_trial_end: Callable[[FrozenTrial], None] | None = None,
-    ) -> None:
-        self.study = study
-        self.objective = objective
-        self.n_trials = n_trials
-        self.timeout = timeout
-        self.on_trial_end = on_trial_end
-        self.interrupted = False
-        self.finished_here: list[FrozenTrial] = []
-        self.wall_seconds = 0.0
-        self._started = 0.0
-        started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        # The random part keeps two sessions of one process within one second apart.
-        self.key = f"{SESSION_PREFIX}{started_at}:{worker_id()}:{uuid.uuid4().hex[:8]}"
-
-    def counted(self) -> int:
-        """Trials of the study (from every worker) that count towards `n_trials`."""
-        return sum(1 for t in self.study.get_trials(deepcopy=False) if counts_towards_budget(t))
-
-    def run(self) -> None:
-        """Run trials; returns normally after Ctrl-C too (then `interrupted` is True).
-
-        A SweepError from a trial (bad data or model) propagates: the run stops.
-        """
-        self._started = time.perf_counter()
-        gate = self.objective.gate
-        gate.install()
-        try:
-            if self.counted() < self.n_trials:
-                self.study.optimize(
-                    self.objective,
-                    timeout=self.timeout,
-                    callbacks=[self._after_trial],
-                    catch=(TrialFailed,),
-                )
-        except KeyboardInterrupt:
-            self.interrupted = True
-            self._fail_running()
-        finally:
-            gate.uninstall()
-            self.interrupted = self.interrupted or gate.pending
-            self._save()
-
-    def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.finished_here.append(trial)
-        trials = study.get_trials(deepcopy=False)  # once: every storage read is overhead
-        prune_kept_models(study, self.objective.artifacts_dir, self.objective.keep_best, trials)
-        if self.on_trial_end is not None:
-            self.on_trial_end(trial)
-        self._save()
-        counted = sum(1 for t in trials if counts_towards_budget(t))
-        if self.objective.gate.pending or counted >= self.n_trials:
-            study.stop()
-
-    def _fail_running(self) -> None:
-        """The trial that was running when Ctrl-C came must not stay RUNNING.
-
-        Usually Optuna has already failed it (the objective re-raises KeyboardInterrupt); this
-        covers an interrupt that lands between Optuna's bookkeeping steps.
-        """
-        trial = self.objective.current_trial
-        if trial is None:
-            return
-        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if any(t.number == trial.number for t in running):
-            trial.set_user_attr("end_reason", "interrupted")
-            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-        if all(t.number != trial.number for t in self.finished_here):
-            finished = self.study.get_trials(deepcopy=False)
-            self.finished_here.extend(
-                t for t in finished if t.number == trial.number and t.state.is_finished()
-            )
-
-    def session_record(self) -> dict[str, Any]:
-        """The timing of this session so far (what `_save` stores)."""
-        self.wall_seconds = time.perf_counter() - self._started if self._started else 0.0
-        return {
-            "worker": worker_id(),
-            "wall_seconds": round(self.wall_seconds, 4),
-            "train_seconds": round(self.objective.train_seconds, 4),
-            "trials": self.objective.trials_run,
-            "interrupted": self.interrupted,
-        }
-
-    def _save(self) -> None:
-        try:
-            self.study.set_user_attr(self.key, self.session_record())
-        except Exception:
-            # Never hide the error that ended the run behind a failed bookkeeping write.
-            logger.warning("could not save the session timing on the study", exc_info=True)
 
 
 def study_direction(config: Any) -> str:

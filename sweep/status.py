@@ -28,7 +28,10 @@ SESSION_PREFIX = "session:"  # one per `sweep run` process: {"started", "wall_se
 
 # End reasons of trials that did not end because of their own parameters: they do not count
 # towards --trials (their slot is run again), see `counts_towards_budget`.
-NOT_COUNTED_REASONS = frozenset({"interrupted"})
+NOT_COUNTED_REASONS = frozenset({"interrupted", "orphan"})
+# Trials whose worker was lost or preempted: not counted when a retry was queued (the retry
+# counts); counted when retries ran out (something in the trial may be what kills its workers).
+RETRIED_REASONS = frozenset({"worker-lost", "preempted"})
 
 
 def counts_towards_budget(trial: FrozenTrial) -> bool:
@@ -36,13 +39,15 @@ def counts_towards_budget(trial: FrozenTrial) -> bool:
 
     COMPLETE and PRUNED trials count, and so do FAILed trials that failed because of their
     parameters (nan-loss, an error inside the fine-tune). A trial interrupted by Ctrl-C, or one
-    whose worker vanished (failed by the heartbeat check, no end reason), does not: it says
-    nothing about its parameters, so its slot is run again.
+    whose worker was lost or preempted and that was queued again, does not: it says nothing
+    about its parameters, so its slot is run again.
     """
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     if trial.state == TrialState.FAIL:
         reason = trial.user_attrs.get("end_reason")
+        if reason in RETRIED_REASONS:
+            return not trial.user_attrs.get("retried", False)
         return reason is not None and reason not in NOT_COUNTED_REASONS
     return False
 
@@ -70,8 +75,10 @@ def end_reason(trial: FrozenTrial) -> str:
         return f"pruned at epoch {epoch}" if epoch is not None else "pruned"
     if trial.state == TrialState.FAIL:
         if reason is None:
-            # Failed by the heartbeat check (its worker died) or by something outside sweep.
-            return "worker lost"
+            # Failed by an older heartbeat check (its worker died) or by something outside sweep.
+            return "worker-lost"
+        if reason in RETRIED_REASONS:
+            return f"{reason}, queued again" if attrs.get("retried") else str(reason)
         error = attrs.get("error")
         return f"{reason}: {error}" if error else str(reason)
     return str(reason or "complete")
@@ -99,6 +106,12 @@ def trial_row(trial: FrozenTrial) -> dict[str, Any]:
         "peak_memory_mb": _finite(attrs.get("peak_memory_mb")),
         "device": attrs.get("device"),
         "started": trial.datetime_start.isoformat() if trial.datetime_start else None,
+        # Which worker ran it (host:pid and CUDA_VISIBLE_DEVICES), and the retry chain.
+        "worker": attrs.get("worker"),
+        "gpu": attrs.get("gpu"),
+        "retry_of": attrs.get("retry_of"),
+        "worker_lost": trial.state == TrialState.FAIL
+        and attrs.get("end_reason", "worker-lost") == "worker-lost",
     }
 
 
@@ -222,6 +235,14 @@ def fmt_epochs(row: Mapping[str, Any]) -> str:
     return f"{fmt_number(row.get('best_epoch'))}/{fmt_number(row.get('epochs_run'))}"
 
 
+def fmt_worker(row: Mapping[str, Any]) -> str:
+    """`host:pid`, plus the GPU it saw (`gpu 3`), or "-" for a trial no worker has run."""
+    worker = row.get("worker")
+    if not worker:
+        return "-"
+    return f"{worker} gpu {row['gpu']}" if row.get("gpu") not in (None, "") else str(worker)
+
+
 def render_status(status: Mapping[str, Any], console: Any) -> None:
     """Draw the status rows on a Rich console: trials table, best trial, counts, overhead."""
     from rich.table import Table
@@ -235,12 +256,18 @@ def render_status(status: Mapping[str, Any], console: Any) -> None:
         (metric, "right"),
         ("epochs best/run", "right"),
         ("seconds", "right"),
+        ("worker", "left"),
         ("end", "left"),
     ):
         table.add_column(header, justify=justify)  # type: ignore[arg-type]
     best_number = status["best"]["number"] if status["best"] else None
     for row in status["trials"]:
         style = "bold green" if row["number"] == best_number else None
+        if row.get("worker_lost"):
+            style = "red"
+        end = row["end_reason"]
+        if row.get("retry_of") is not None:
+            end = f"{end} (retry of #{row['retry_of']})"
         table.add_row(
             str(row["number"]),
             row["state"],
@@ -248,7 +275,8 @@ def render_status(status: Mapping[str, Any], console: Any) -> None:
             fmt_number(row["value"]),
             fmt_epochs(row),
             fmt_number(row["seconds"]),
-            row["end_reason"],
+            fmt_worker(row),
+            end,
             style=style,
         )
     console.print(table)

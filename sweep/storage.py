@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_STORAGE = "sqlite:///sweep.db"
 STORAGE_ENV = "SWEEP_STORAGE"
 ARTIFACTS_DIRNAME = "sweep-artifacts"
+CHECKPOINTS_DIRNAME = "checkpoints"
 
 # Seconds a connection attempt may take. psycopg tries each address of a host name in turn
 # (localhost: ::1 then 127.0.0.1), so 4 s keeps the worst case of one host under 10 s.
@@ -129,6 +131,14 @@ def default_artifacts_dir(url: str) -> Path:
     return base / ARTIFACTS_DIRNAME
 
 
+def default_checkpoint_dir(url: str) -> Path:
+    """Where running trials keep checkpoints: ``checkpoints/`` next to the SQLite file, else
+    ``./checkpoints`` (on a cluster, pass a shared path: a retry may run on another machine)."""
+    path = sqlite_path(url)
+    base = path.resolve().parent if path is not None else Path.cwd()
+    return base / CHECKPOINTS_DIRNAME
+
+
 def _engine_kwargs(parsed: URL) -> dict[str, Any]:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -195,7 +205,7 @@ def open_storage(
 
     must_exist: for read-only commands; a SQLite file that does not exist is an error instead of
     being created. heartbeat_interval: seconds between a running trial's heartbeats; a trial
-    whose worker died (no heartbeat for 3 intervals) is failed and queued again once.
+    silent for 3 intervals counts as lost (sweep.heartbeat fails it and queues a retry).
     Raises StorageError for a malformed URL, a missing file or directory, a database that cannot
     be reached (within ~10 s), or one written by an incompatible Optuna version.
     """
@@ -215,9 +225,6 @@ def open_storage(
                 heartbeat = {
                     "heartbeat_interval": heartbeat_interval,
                     "grace_period": 3 * heartbeat_interval,
-                    "heartbeat_stale_trial_callback": (
-                        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
-                    ),
                 }
             storage = optuna.storages.RDBStorage(
                 url, engine_kwargs=_engine_kwargs(parsed), **heartbeat
@@ -263,33 +270,61 @@ def open_study(
     Continuing is refused (ConfigError, nothing written) when the stored search space or the
     direction differs from this one. A new study gets `user_attrs` and its `enqueue` entries
     (only then, so continuing never queues them twice).
+
+    Many workers may start at once: one creates the study (the database refuses a second study of
+    the same name), the others load it. The creator writes the search-space signature last, after
+    the queued trials, so a worker that finds the signature finds a complete study.
     """
-    if name in study_names(storage):
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-        old = study.user_attrs.get(signature_attr)
-        if old is None:
-            raise ConfigError(
-                f"study {name!r} exists in this storage but was not created by sweep; "
-                "choose another name with --name"
+    if name not in study_names(storage):
+        try:
+            study = optuna.create_study(
+                storage=storage,
+                study_name=name,
+                direction=direction,
+                sampler=sampler,
+                pruner=pruner,
             )
-        change = describe_change(old, signature)
-        if change:
-            raise ConfigError(
-                f"study {name!r} was created with a different search space ({change}); "
-                "run it with the old study file, or start a new study with --name"
-            )
-        if study.direction.name.lower() != direction:
-            raise ConfigError(
-                f"study {name!r} is {study.direction.name.lower()}d, the study file says "
-                f"{direction}; start a new study with --name"
-            )
-        return study, False
-    study = optuna.create_study(
-        storage=storage, study_name=name, direction=direction, sampler=sampler, pruner=pruner
-    )
-    for key, value in user_attrs.items():
-        study.set_user_attr(key, value)
-    study.set_user_attr(signature_attr, signature)
-    for params in enqueue:
-        study.enqueue_trial(dict(params), skip_if_exists=True)
-    return study, True
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another worker created it a moment ago: load it below
+        else:
+            for key, value in user_attrs.items():
+                study.set_user_attr(key, value)
+            for params in enqueue:
+                study.enqueue_trial(dict(params), skip_if_exists=True)
+            study.set_user_attr(signature_attr, signature)
+            return study, True
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    old = _wait_for_attr(study, signature_attr)
+    if old is None:
+        raise ConfigError(
+            f"study {name!r} exists in this storage but was not created by sweep; "
+            "choose another name with --name"
+        )
+    change = describe_change(old, signature)
+    if change:
+        raise ConfigError(
+            f"study {name!r} was created with a different search space ({change}); "
+            "run it with the old study file, or start a new study with --name"
+        )
+    if study.direction.name.lower() != direction:
+        raise ConfigError(
+            f"study {name!r} is {study.direction.name.lower()}d, the study file says "
+            f"{direction}; start a new study with --name"
+        )
+    return study, False
+
+
+CREATION_WAIT_S = 30.0
+
+
+def _wait_for_attr(study: optuna.Study, key: str) -> Any:
+    """The study's user attr `key`; while a fresh study (no trials yet) lacks it, wait a little
+    for the worker creating it to write it. None if it never comes."""
+    deadline = time.monotonic() + CREATION_WAIT_S
+    while True:
+        value = study.user_attrs.get(key)
+        if value is not None or time.monotonic() > deadline:
+            return value
+        if study.get_trials(deepcopy=False):
+            return None  # an older study without it: not one of ours
+        time.sleep(0.2)

@@ -15,7 +15,8 @@ from optuna.trial import TrialState
 import sweep.objective as objective_mod
 from sweep.config import load_study
 from sweep.errors import DataError
-from sweep.objective import Objective, Session, TrialFailed, prune_kept_models
+from sweep.objective import Objective, TrialFailed
+from sweep.session import Session, prune_kept_models
 from sweep.status import counts_towards_budget
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -283,7 +284,11 @@ def test_budget_counting() -> None:
     assert counts_towards_budget(trial("FAIL", end_reason="nan-loss"))
     assert counts_towards_budget(trial("FAIL", end_reason="error"))
     assert not counts_towards_budget(trial("FAIL", end_reason="interrupted"))
-    assert not counts_towards_budget(trial("FAIL"))  # worker lost (heartbeat)
+    assert not counts_towards_budget(trial("FAIL"))  # failed outside sweep
+    assert not counts_towards_budget(trial("FAIL", end_reason="worker-lost", retried=True))
+    assert counts_towards_budget(trial("FAIL", end_reason="worker-lost", retried=False))
+    assert not counts_towards_budget(trial("FAIL", end_reason="preempted", retried=True))
+    assert not counts_towards_budget(trial("FAIL", end_reason="orphan"))
     assert not counts_towards_budget(trial("WAITING"))
 
 
@@ -292,13 +297,14 @@ import sys
 from pathlib import Path
 import optuna
 from sweep.config import load_study
-from sweep.objective import Objective, Session
+from sweep.objective import Objective
+from sweep.session import Session
 from sweep.storage import open_storage
 storage = open_storage(sys.argv[1], heartbeat_interval=1)
 study = optuna.load_study(study_name="tiny", storage=storage)
 config = load_study(Path(sys.argv[2]))
 objective = Objective(config, cache_dir=Path(sys.argv[3]), artifacts_dir=Path(sys.argv[4]))
-Session(study, objective, n_trials=1).run()
+Session(study, objective, n_trials=1, heartbeat_interval=1).run()
 """
 
 
@@ -337,9 +343,10 @@ def test_a_killed_worker_is_detected_and_its_trial_resumed(
     time.sleep(3.5)  # past the grace period (3 heartbeats)
 
     objective = Objective(_config(tiny_study), cache_dir=shared_cache, artifacts_dir=artifacts)
-    Session(study, objective, n_trials=1).run()
+    Session(study, objective, n_trials=1, heartbeat_interval=1).run()
     first, retry = study.get_trials(deepcopy=False)
-    assert first.state == TrialState.FAIL and "end_reason" not in first.user_attrs
+    assert first.state == TrialState.FAIL and first.user_attrs["end_reason"] == "worker-lost"
+    assert first.user_attrs["retried"] is True
     assert not counts_towards_budget(first)
     assert retry.state == TrialState.COMPLETE and retry.params == first.params
     assert retry.user_attrs["resumed_from_epoch"] >= 1

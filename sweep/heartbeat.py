@@ -1,0 +1,148 @@
+"""Heartbeats of running trials, and what happens to a trial whose worker stops sending them.
+
+Every running trial gets a heartbeat row that its worker refreshes every `interval` seconds from a
+background thread. Unlike Optuna's heartbeat thread, ours never dies: a database error is logged
+and the next beat tries again, so a database restart does not get live trials declared lost.
+
+Every worker, before claiming a trial and while it waits for one, looks for trials that are
+RUNNING but silent for longer than the grace period (their worker was killed, its machine lost):
+it marks them FAIL with the end reason `worker-lost` and queues a retry with the same parameters,
+which resumes from the lost trial's last checkpoint. A trial is retried at most `max_retries`
+times for a lost worker (something in it may be what kills workers); preemption (SIGTERM, see
+sweep.session) queues a retry too, without limit, as it says nothing about the trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL_S = 20
+GRACE_HEARTBEATS = 3  # a trial is lost after this many missed heartbeats
+DEFAULT_MAX_RETRIES = 3
+
+# Trial user attributes of the retry machinery.
+ATTR_WORKER = "worker"  # host:pid of the worker that ran the trial
+ATTR_ATTEMPT = "attempt"  # 1, then 2 for the first retry of a lost trial, ...
+ATTR_RETRY_OF = "retry_of"  # the trial number this trial re-runs
+ATTR_RETRIED = "retried"  # on a lost/preempted trial: True if a retry was queued
+ATTR_CHECKPOINT_OF = "checkpoint_of"  # whose checkpoint directory the trial resumes from
+
+
+def grace_period(interval: float) -> float:
+    """Seconds of silence after which a running trial's worker counts as lost."""
+    return GRACE_HEARTBEATS * interval
+
+
+class Heartbeat:
+    """Context manager: refresh `trial_id`'s heartbeat every `interval` s while inside."""
+
+    def __init__(self, storage: optuna.storages.RDBStorage, trial_id: int, interval: float) -> None:
+        self.storage = storage
+        self.trial_id = trial_id
+        self.interval = interval
+        self.failures = 0  # beats that could not be written (the database was away)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sweep-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._beat()  # the first one now: a trial without a row could never be found lost
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._beat()
+
+    def _beat(self) -> None:
+        try:
+            self.storage.record_heartbeat(self.trial_id)
+        except Exception as error:  # never let the thread die: the next beat tries again
+            self.failures += 1
+            if self.failures == 1 or self.failures % 10 == 0:
+                logger.warning(
+                    "heartbeat of trial id %d not recorded (%s); trying again in %.0f s",
+                    self.trial_id,
+                    type(error).__name__,
+                    self.interval,
+                )
+
+
+def queue_retry(study: optuna.Study, lost: FrozenTrial, reason: str) -> None:
+    """Queue a WAITING trial with `lost`'s parameters that resumes from its checkpoint."""
+    attempt = int(lost.user_attrs.get(ATTR_ATTEMPT, 1))
+    user_attrs: dict[str, Any] = {
+        ATTR_RETRY_OF: lost.number,
+        ATTR_ATTEMPT: attempt + 1 if reason == "worker-lost" else attempt,
+        ATTR_CHECKPOINT_OF: lost.user_attrs.get(ATTR_CHECKPOINT_OF, lost.number),
+        "retry_reason": reason,
+    }
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=lost.params,
+            distributions=lost.distributions,
+            user_attrs=user_attrs,
+        )
+    )
+
+
+def reap_lost_trials(
+    study: optuna.Study,
+    rdb: optuna.storages.RDBStorage,
+    *,
+    grace: float,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+) -> list[int]:
+    """Fail the study's trials whose worker is gone, queue their retries; return their numbers.
+
+    Lost: RUNNING with no heartbeat for `grace` seconds, or RUNNING without a worker for
+    2 x `grace` (an orphan: a trial row created by a retried write whose first try did commit).
+    Several workers may look at once: only the one whose FAIL lands queues the retry.
+    """
+    rdb.grace_period = grace
+    stale = set(rdb._get_stale_trial_ids(study._study_id))
+    now = datetime.now()
+    lost_numbers = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial._trial_id in stale:
+            reason = "worker-lost"
+        elif (
+            ATTR_WORKER not in trial.user_attrs
+            and trial.datetime_start is not None
+            and now - trial.datetime_start > timedelta(seconds=2 * grace)
+        ):
+            reason = "orphan"
+        else:
+            continue
+        retry = (
+            reason == "worker-lost" and int(trial.user_attrs.get(ATTR_ATTEMPT, 1)) <= max_retries
+        )
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            rdb.set_trial_user_attr(trial._trial_id, "end_reason", reason)
+            rdb.set_trial_user_attr(trial._trial_id, ATTR_RETRIED, retry)
+            if not rdb.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+            lost_numbers.append(trial.number)
+            logger.warning(
+                "trial %d: worker %s lost (no heartbeat for %.0f s)%s",
+                trial.number,
+                trial.user_attrs.get(ATTR_WORKER, "unknown"),
+                grace,
+                "; queued a retry" if retry else "",
+            )
+            if retry:
+                queue_retry(study, trial, reason)
+    return lost_numbers

@@ -1,0 +1,360 @@
+"""One worker's trial loop: claim a trial within the budget, run it with a heartbeat, record it.
+
+`sweep run` runs one Session in its own process; `sweep worker` (and each process of `sweep run
+--workers N`) runs one too, all on the same study. What each of them guarantees:
+
+- the budget is exact across workers (sweep._budget): no more finished trials than asked;
+- a running trial sends heartbeats; a worker that stops sending them is found by the others,
+  its trial failed as `worker-lost` and retried from its checkpoint (sweep.heartbeat);
+- SIGTERM (a cluster or spot instance taking the machine back): the trial checkpoints the step it
+  is at, is failed as `preempted` with a retry queued, and the worker returns at once;
+- Ctrl-C: the trial is failed as `interrupted` and the worker returns;
+- the database going away: every storage call is retried for up to 10 minutes
+  (sweep._resilient_storage); the claim as a whole is redone, so the budget stays exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep._budget import Claim, budget_lock, claim_trial, in_process_lock
+from sweep._resilient_storage import ResilientStorage
+from sweep.errors import SweepError
+from sweep.heartbeat import (
+    ATTR_RETRY_OF,
+    DEFAULT_INTERVAL_S,
+    DEFAULT_MAX_RETRIES,
+    Heartbeat,
+    grace_period,
+    queue_retry,
+    reap_lost_trials,
+)
+from sweep.objective import Objective, TrialFailed, TrialPreempted, worker_id
+from sweep.status import SESSION_PREFIX, counts_towards_budget
+
+logger = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 2.0  # while the budget is taken by running trials: how often to look again
+
+
+def prune_kept_models(
+    study: optuna.Study,
+    artifacts_dir: Path,
+    keep: int,
+    trials: Sequence[FrozenTrial] | None = None,
+) -> list[int]:
+    """Keep only the models of the best `keep` COMPLETE trials; delete the other finished ones.
+
+    Folders of trials still running (here or in another worker) are left alone. `trials`: the
+    study's trials if the caller has them already. Returns the numbers of the removed folders.
+    """
+    root = artifacts_dir / study.study_name
+    if not root.is_dir():
+        return []
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
+    complete = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+    ]
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    complete.sort(key=lambda t: (t.value if not reverse else -t.value, t.number))
+    keep_numbers = {t.number for t in complete[: max(keep, 0)]}
+    finished = {t.number for t in trials if t.state.is_finished()}
+    removed = []
+    for folder in root.glob("trial-*"):
+        try:
+            number = int(folder.name.removeprefix("trial-"))
+        except ValueError:
+            continue
+        if number in finished and number not in keep_numbers:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(number)
+    return sorted(removed)
+
+
+class Session:
+    """One process working on a study until it has `n_trials` finished trials (from every
+    worker, see `sweep.status.counts_towards_budget`), the timeout passes, or it is told to stop.
+
+    After each trial it keeps only the best models (`keep_best`), calls `on_trial_end` and saves
+    the session's timing on the study (user attr ``session:<start>:<host>:<pid>:<id>``), so `sweep
+    status` can show the overhead even if the process is killed later.
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        objective: Objective,
+        *,
+        n_trials: int,
+        timeout: float | None = None,
+        on_trial_end: Callable[[FrozenTrial], None] | None = None,
+        heartbeat_interval: float = DEFAULT_INTERVAL_S,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        give_up_after: float | None = None,
+    ) -> None:
+        self.objective = objective
+        self.n_trials = n_trials
+        self.timeout = timeout
+        self.on_trial_end = on_trial_end
+        self.heartbeat_interval = heartbeat_interval
+        self.max_retries = max_retries
+        self.interrupted = False
+        self.preempted = False
+        self.finished_here: list[FrozenTrial] = []
+        self.wall_seconds = 0.0
+        self._started = 0.0
+        self._last_reap = -math.inf
+        self.stopping = objective.preempt  # set by SIGTERM: also shortens database retries
+
+        # Every storage call of the study goes through the retrying wrapper; claims and the
+        # lost-trial check use the plain storage underneath and are retried as a whole.
+        plain = study._storage
+        if isinstance(plain, ResilientStorage):
+            plain = plain.inner
+        self._plain = plain
+        self.storage = ResilientStorage(plain, stopping=self.stopping)
+        if give_up_after is not None:
+            self.storage.give_up_after = give_up_after
+        self.study = optuna.load_study(
+            study_name=study.study_name,
+            storage=self.storage,
+            sampler=study.sampler,
+            pruner=study.pruner,
+        )
+        # The RDB storage under Optuna's cache: heartbeats and locks talk to the database.
+        backend = getattr(plain, "_backend", plain)
+        self._rdb = backend if isinstance(backend, optuna.storages.RDBStorage) else None
+        if self._rdb is not None:
+            self._rdb.heartbeat_interval = int(max(1, heartbeat_interval))
+            self._lock = budget_lock(self._rdb, study.study_name)
+        else:
+            self._lock = in_process_lock()
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        # The random part keeps two sessions of one process within one second apart.
+        self.key = f"{SESSION_PREFIX}{started_at}:{worker_id()}:{uuid.uuid4().hex[:8]}"
+
+    def counted(self) -> int:
+        """Trials of the study (from every worker) that count towards `n_trials`."""
+        return sum(1 for t in self.study.get_trials(deepcopy=False) if counts_towards_budget(t))
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run trials; returns normally after Ctrl-C and SIGTERM too (`interrupted` /
+        `preempted` say which). A SweepError from a trial (bad data or model) propagates.
+        """
+        self._started = time.perf_counter()
+        gate = self.objective.gate
+        gate.install()
+        previous_term = _install_sigterm(self.stopping)
+        try:
+            while not (gate.pending or self.stopping.is_set()):
+                if self.timeout is not None and self._elapsed() >= self.timeout:
+                    break
+                claim = self._claim()
+                if claim.done:
+                    break
+                if claim.trial_id is None:
+                    # The rest of the budget is being run by others; one of those trials may
+                    # still end without counting (lost, preempted), so look again later.
+                    self.stopping.wait(POLL_INTERVAL_S)
+                    continue
+                self._run_trial(claim.trial_id)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self._fail_running()
+        finally:
+            gate.uninstall()
+            _restore_sigterm(previous_term)
+            self.interrupted = self.interrupted or gate.pending
+            self.preempted = self.preempted or self.stopping.is_set()
+            self._save()
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._started
+
+    def _claim(self) -> Claim:
+        if self._rdb is not None and time.monotonic() - self._last_reap >= self.heartbeat_interval:
+            self._last_reap = time.monotonic()
+            rdb = self._rdb
+            self.storage.call(
+                lambda: reap_lost_trials(
+                    self.study,
+                    rdb,
+                    grace=grace_period(self.heartbeat_interval),
+                    max_retries=self.max_retries,
+                )
+            )
+        return self.storage.call(
+            claim_trial, self._plain, self.study._study_id, self.n_trials, self._lock
+        )
+
+    def _run_trial(self, trial_id: int) -> None:
+        trial = optuna.Trial(self.study, trial_id)
+        self.objective.current_trial = trial
+        value: float | None = None
+        state = TrialState.FAIL
+        preempted = False
+        heartbeat = (
+            Heartbeat(self._rdb, trial_id, self.heartbeat_interval)
+            if self._rdb is not None
+            else None
+        )
+        if heartbeat is not None:
+            heartbeat.__enter__()
+        try:
+            try:
+                value = self.objective(trial)
+                state = TrialState.COMPLETE
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
+            except TrialFailed:
+                state = TrialState.FAIL
+            except TrialPreempted:
+                preempted = True
+            except BaseException:
+                # Ctrl-C, a SweepError (bad data: every trial would fail the same way) or our
+                # bug: record the trial as failed, then let the error stop the run.
+                self._tell(trial, TrialState.FAIL, None)
+                raise
+            frozen = self._tell(trial, state, value)
+        finally:
+            if heartbeat is not None:
+                heartbeat.__exit__(None, None, None)
+        if frozen is None:
+            return
+        if preempted:
+            self.preempted = True
+            self.storage.call(queue_retry, self.study, frozen, "preempted")
+            logger.warning("trial %d preempted; queued a retry", frozen.number)
+        self._after_trial(frozen)
+
+    def _tell(
+        self, trial: optuna.Trial, state: TrialState, value: float | None
+    ) -> FrozenTrial | None:
+        """Store the trial's end; returns it, or None if it was already finished elsewhere."""
+        try:
+            if state == TrialState.COMPLETE:
+                return self.study.tell(trial, value)
+            return self.study.tell(trial, state=state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Our heartbeats could not reach the database for longer than the grace period, and
+            # another worker declared this trial lost and queued a retry: give the retry our
+            # result instead of re-running it.
+            return self._hand_result_to_retry(trial, state, value)
+
+    def _hand_result_to_retry(
+        self, trial: optuna.Trial, state: TrialState, value: float | None
+    ) -> FrozenTrial | None:
+        lost = self.study._storage.get_trial(trial._trial_id)
+        for waiting in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if waiting.user_attrs.get(ATTR_RETRY_OF) != lost.number:
+                continue
+            try:
+                if not self.storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            for step, intermediate in lost.intermediate_values.items():
+                self.storage.set_trial_intermediate_value(waiting._trial_id, step, intermediate)
+            for key, attr in lost.user_attrs.items():
+                if key not in waiting.user_attrs:
+                    self.storage.set_trial_user_attr(waiting._trial_id, key, attr)
+            self.storage.set_trial_user_attr(waiting._trial_id, "end_reason", _reason(state, lost))
+            retry = optuna.Trial(self.study, waiting._trial_id)
+            logger.warning(
+                "trial %d was declared lost while it ran; its result is stored as trial %d",
+                lost.number,
+                waiting.number,
+            )
+            if state == TrialState.COMPLETE:
+                return self.study.tell(retry, value)
+            return self.study.tell(retry, state=state)
+        logger.warning(
+            "trial %d was declared lost while it ran; its result is dropped", lost.number
+        )
+        return None
+
+    def _after_trial(self, trial: FrozenTrial) -> None:
+        self.finished_here.append(trial)
+        trials = self.study.get_trials(deepcopy=False)  # once: every storage read is overhead
+        prune_kept_models(
+            self.study, self.objective.artifacts_dir, self.objective.keep_best, trials
+        )
+        if self.on_trial_end is not None:
+            self.on_trial_end(trial)
+        self._save()
+
+    def _fail_running(self) -> None:
+        """The trial that was running when Ctrl-C came must not stay RUNNING."""
+        trial = self.objective.current_trial
+        if trial is None:
+            return
+        try:
+            frozen = self.study._storage.get_trial(trial._trial_id)
+            if frozen.state == TrialState.RUNNING:
+                trial.set_user_attr("end_reason", "interrupted")
+                frozen = self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            if frozen.state.is_finished() and all(
+                t.number != frozen.number for t in self.finished_here
+            ):
+                self.finished_here.append(frozen)
+        except SweepError:
+            logger.warning("could not mark trial %d as interrupted", trial.number, exc_info=True)
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+
+    def session_record(self) -> dict[str, Any]:
+        """The timing of this session so far (what `_save` stores)."""
+        self.wall_seconds = time.perf_counter() - self._started if self._started else 0.0
+        return {
+            "worker": worker_id(),
+            "wall_seconds": round(self.wall_seconds, 4),
+            "train_seconds": round(self.objective.train_seconds, 4),
+            "trials": self.objective.trials_run,
+            "interrupted": self.interrupted,
+            "preempted": self.preempted,
+        }
+
+    def _save(self) -> None:
+        try:
+            self.study.set_user_attr(self.key, self.session_record())
+        except Exception:
+            # Never hide the error that ended the run behind a failed bookkeeping write.
+            logger.warning("could not save the session timing on the study", exc_info=True)
+
+
+def _reason(state: TrialState, lost: FrozenTrial) -> str:
+    if state == TrialState.COMPLETE:
+        return "complete"
+    if state == TrialState.PRUNED:
+        return "stopped"
+    return str(lost.user_attrs.get("end_reason") or "error")
+
+
+def _install_sigterm(stopping: threading.Event) -> Any:
+    """SIGTERM sets `stopping` (the trial checkpoints and the loop ends); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
