@@ -464,3 +464,20 @@ def test_report_json_of_rows_is_plain_data(study: optuna.Study) -> None:
     rows = collect(study)
     json.dumps([rows.history, rows.curves, rows.cost, rows.timeline, rows.trials, rows.parallel])
     json.dumps(rows.importances)
+
+
+def test_running_and_waiting_trials(study: optuna.Study) -> None:
+    running = study.ask()
+    running.suggest_float("learning_rate", 1e-4, 1e-1, log=True)
+    running.report(0.8, 1)
+    study.enqueue_trial({"learning_rate": 1e-3})
+    rows = collect(study)
+    assert rows.counts["RUNNING"] == 1 and rows.counts["WAITING"] == 1
+    bar = next(r for r in rows.timeline if r["number"] == running.number)
+    assert bar["state"] == "RUNNING" and bar["seconds"] >= 0  # reaches now
+    assert len(rows.timeline) == len(TRIALS) + 1  # the waiting trial has not started
+    curve = next(c for c in rows.curves if c["number"] == running.number)
+    assert curve["state"] == "RUNNING" and curve["val_loss"] == [0.8]
+    page = render_page([rows])
+    assert page.count('class="plotly-graph-div"') == 7
+    assert "queued" in page and "running" in page

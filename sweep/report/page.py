@@ -45,7 +45,7 @@ table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; }
 table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; }
 tr.best td { background: #e8f5e9; font-weight: 600; }
 tr.FAIL td.state { color: #c62828; } tr.PRUNED td.state { color: #e65100; }
-td.reason { max-width: 360px; overflow-wrap: anywhere; }
+td.reason { min-width: 220px; max-width: 420px; overflow-wrap: anywhere; }
 table.compare th { background: #f0f0f0; }
 """
 
