@@ -9,9 +9,11 @@ training code are imported inside the commands that need them, never at module l
 """
 
 import functools
+import hashlib
 import json
 import logging
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -272,7 +274,10 @@ def _open_run_study(
             # many workers by its process id too, or workers started together would all agree.
             seed = config.seed + len(study_obj.get_trials(deepcopy=False))
             if one_of_many:
-                seed += os.getpid()
+                # Mixed, not added: seed + trials + pid collides for two workers whose pids
+                # differ by as much as the trials they saw.
+                mixed = f"{seed}:{socket.gethostname()}:{os.getpid()}".encode()
+                seed = int.from_bytes(hashlib.blake2b(mixed, digest_size=4).digest(), "big")
             study_obj.sampler = make_sampler(config.model_copy(update={"seed": seed}))
     except BaseException:
         close_storage(opened)

@@ -248,6 +248,10 @@ class Objective:
             trial.set_user_attr("error", str(e))
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
             raise
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Declared lost by another worker while running here: not a failure of the trial.
+            self.train_seconds += time.perf_counter() - started
+            raise
         except Exception as e:
             self.train_seconds += time.perf_counter() - started
             logger.exception("trial %d failed", trial.number)

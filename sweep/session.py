@@ -228,6 +228,15 @@ class Session:
                 state = TrialState.FAIL
             except TrialPreempted:
                 preempted = True
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # Another worker declared this trial lost while it ran here (its heartbeats were
+                # late) and queued a retry that resumes from the checkpoint: leave it to that.
+                logger.warning(
+                    "trial %d was declared lost while it ran here (late heartbeats); "
+                    "its retry takes over",
+                    trial.number,
+                )
+                return
             except BaseException:
                 # Ctrl-C, a SweepError (bad data: every trial would fail the same way) or our
                 # bug: record the trial as failed, then let the error stop the run.
@@ -253,10 +262,15 @@ class Session:
             if state == TrialState.COMPLETE:
                 return self.study.tell(trial, value)
             return self.study.tell(trial, state=state)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            # Our heartbeats could not reach the database for longer than the grace period, and
-            # another worker declared this trial lost and queued a retry: give the retry our
-            # result instead of re-running it.
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            # (Optuna says ValueError when it sees the trial finished before writing.)
+            if not self.study._storage.get_trial(trial._trial_id).state.is_finished():
+                raise
+            # Our heartbeats were late by more than the grace period, and another worker
+            # declared this trial lost and queued a retry: give the retry our result rather
+            # than have it run the trial again.
+            if state == TrialState.FAIL:
+                return None
             return self._hand_result_to_retry(trial, state, value)
 
     def _hand_result_to_retry(
