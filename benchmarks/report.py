@@ -28,6 +28,8 @@ from pathlib import Path
 
 import optuna
 
+from sweep.storage import close_storage, open_storage
+
 LIMIT_SECONDS = 10.0
 LIMIT_BYTES = 10_000_000
 SIZES = ("nano", "micro", "mini")
@@ -36,7 +38,9 @@ SIZES = ("nano", "micro", "mini")
 def build_study(url: str, name: str, trials: int, epochs: int, seed: int = 0) -> None:
     """A study shaped like one `sweep run` writes, with made-up but plausible numbers."""
     rng = random.Random(seed)
-    study = optuna.create_study(study_name=name, storage=url, direction="minimize")
+    # sweep's own storage settings (SQLite in WAL mode, no fsync per commit), as `sweep run`.
+    storage = open_storage(url)
+    study = optuna.create_study(study_name=name, storage=storage, direction="minimize")
     study.set_user_attr("metric", "val_loss")
     study.set_user_attr("data_source", "benchmark (synthetic)")
     study.set_user_attr("label_names", ["negative", "positive"])
@@ -120,6 +124,7 @@ def build_study(url: str, name: str, trials: int, epochs: int, seed: int = 0) ->
         clock[worker] = trial.datetime_complete
         frozen.append(trial)
     study.add_trials(frozen)
+    close_storage(storage)
 
 
 def _sweep(*args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
