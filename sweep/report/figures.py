@@ -116,7 +116,12 @@ def history_figure(rows: StudyRows) -> go.Figure:
         y=_num([r["value"] for r in rows.history]),
         mode="markers",
         name="trial",
-        marker={"color": "#1f77b4", "size": 6, "opacity": 0.6},
+        marker={
+            "color": "#1f77b4",
+            "size": 8,
+            "opacity": 0.75,
+            "line": {"color": "white", "width": 1},
+        },
         hovertemplate="trial %{x}: %{y:.4g}<extra></extra>",
     )
     return fig
