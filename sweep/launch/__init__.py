@@ -6,14 +6,22 @@ tools (shellcheck, a one-node Slurm cluster, kubernetes-validate). `gpu_slot` is
 that gives each `docker compose --scale` replica a GPU of its own.
 """
 
-from sweep.launch.k8s import K8sJob, render_k8s_manifest
-from sweep.launch.slurm import SlurmJob, SubmitError, render_slurm_script, submit_slurm_script
+from sweep.launch.k8s import K8sJob, k8s_job, render_k8s_manifest
+from sweep.launch.slurm import (
+    SlurmJob,
+    SubmitError,
+    render_slurm_script,
+    slurm_job,
+    submit_slurm_script,
+)
 
 __all__ = [
     "K8sJob",
     "SlurmJob",
     "SubmitError",
+    "k8s_job",
     "render_k8s_manifest",
     "render_slurm_script",
+    "slurm_job",
     "submit_slurm_script",
 ]
