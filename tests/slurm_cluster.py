@@ -24,7 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _BINARIES = ("slurmctld", "slurmd", "sbatch", "scontrol", "sinfo", "scancel", "munge", "unmunge")
-FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"}
+FINAL_STATES = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "BOOT_FAIL",
+    "DEADLINE",
+}
+# The tests run 2-task jobs: a node needs at least this many CPUs.
+MIN_CPUS = 2
 
 
 def _munge_ok() -> bool:
@@ -71,14 +82,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _node_line(name: str) -> str:
+def _node_lines(name: str) -> list[str]:
     """The node's hardware as slurmd sees it (`slurmd -C`), so that it registers as idle."""
     out = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True).stdout
     first = out.splitlines()[0]
+    cpus = int(re.search(r"CPUs=(\d+)", first).group(1))
+    if cpus < MIN_CPUS:
+        # A one-core machine: claim two CPUs, and tell slurmd to believe the config.
+        return [
+            "SlurmdParameters=config_overrides",
+            f"NodeName={name} CPUs={MIN_CPUS} RealMemory=1000 NodeAddr=127.0.0.1 State=UNKNOWN",
+        ]
     # The real CPU/socket layout, a modest memory (jobs here do not ask for memory).
     first = re.sub(r"^NodeName=\S+", f"NodeName={name}", first)
     first = re.sub(r"RealMemory=\d+", "RealMemory=1000", first)
-    return f"{first} NodeAddr=127.0.0.1 State=UNKNOWN"
+    return [f"{first} NodeAddr=127.0.0.1 State=UNKNOWN"]
 
 
 @dataclass
@@ -206,7 +224,7 @@ def start_cluster(root: Path, *, requeue_delay_s: int = 5) -> SlurmCluster:
                 "ReturnToService=2",
                 "SchedulerType=sched/backfill",
                 "JobRequeue=1",
-                _node_line(node),
+                *_node_lines(node),
                 f"PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP",
                 "",
             ]
