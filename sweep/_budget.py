@@ -32,6 +32,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
+from sweep._worker_storage import WorkerStorage
 from sweep.status import counts_towards_budget
 
 logger = logging.getLogger(__name__)
@@ -106,28 +107,28 @@ def in_process_lock() -> Lock:
     return lock
 
 
-def claim_trial(
-    storage: optuna.storages.BaseStorage, study_id: int, n_trials: int, lock: Lock
-) -> Claim:
+def claim_trial(storage: WorkerStorage, study_id: int, n_trials: int, lock: Lock) -> Claim:
     """Decide, under the lock, whether this worker may start a trial, and create or take it.
 
-    `storage` should be one that does not retry by itself: if the database goes away halfway,
-    the whole claim must be redone under a new lock (the caller retries it).
+    `storage` must not retry by itself: if the database goes away halfway, the whole claim is
+    redone under a new lock (the caller retries it).
     """
     with lock():
-        trials = storage.get_all_trials(study_id, deepcopy=False)
-        counted = sum(1 for t in trials if counts_towards_budget(t))
-        running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+        active = storage.states(study_id)
+        finished = storage.finished_trials(study_id, snapshot=active)
+        counted = sum(1 for t in finished if counts_towards_budget(t))
+        running = sum(1 for _, _, state in active if state == TrialState.RUNNING)
         if counted >= n_trials:
             return Claim(None, done=True, counted=counted, running=running)
         if counted + running >= n_trials:
             return Claim(None, counted=counted, running=running)
-        for trial in sorted(
-            (t for t in trials if t.state == TrialState.WAITING), key=lambda t: t.number
-        ):
+        waiting = sorted(
+            (number, tid) for tid, number, state in active if state == TrialState.WAITING
+        )
+        for _, trial_id in waiting:
             try:
-                if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
-                    return Claim(trial._trial_id, counted=counted, running=running)
+                if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                    return Claim(trial_id, counted=counted, running=running)
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
         return Claim(storage.create_new_trial(study_id), counted=counted, running=running)

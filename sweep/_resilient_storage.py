@@ -68,7 +68,117 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
-class ResilientStorage(BaseStorage):
+class DelegatingStorage(BaseStorage):
+    """An Optuna storage that hands every call to `inner` through `_forward`; subclasses change
+    how (retrying) or answer some calls themselves (sweep._worker_storage)."""
+
+    def __init__(self, inner: BaseStorage) -> None:
+        self.inner = inner
+
+    def _forward(self, name: str, *args: Any) -> Any:
+        return getattr(self.inner, name)(*args)
+
+    def create_new_study(self, directions: Sequence[Any], study_name: str | None = None) -> int:
+        return self._forward("create_new_study", directions, study_name)
+
+    def delete_study(self, study_id: int) -> None:
+        self._forward("delete_study", study_id)
+
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._forward("set_study_user_attr", study_id, key, value)
+
+    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._forward("set_study_system_attr", study_id, key, value)
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        return self._forward("get_study_id_from_name", study_name)
+
+    def get_study_name_from_id(self, study_id: int) -> str:
+        return self._forward("get_study_name_from_id", study_id)
+
+    def get_study_directions(self, study_id: int) -> list[Any]:
+        return self._forward("get_study_directions", study_id)
+
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._forward("get_study_user_attrs", study_id)
+
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._forward("get_study_system_attrs", study_id)
+
+    def get_all_studies(self) -> list[Any]:
+        return self._forward("get_all_studies")
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        # A retry after a commit whose answer was lost leaves an extra RUNNING trial that no
+        # worker owns; the lost-trial check (sweep.heartbeat) fails such orphans.
+        return self._forward("create_new_trial", study_id, template_trial)
+
+    def set_trial_param(
+        self, trial_id: int, param_name: str, param_value_internal: float, distribution: Any
+    ) -> None:
+        self._forward("set_trial_param", trial_id, param_name, param_value_internal, distribution)
+
+    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
+        return self._forward("get_trial_id_from_study_id_trial_number", study_id, trial_number)
+
+    def get_trial_number_from_id(self, trial_id: int) -> int:
+        return self._forward("get_trial_number_from_id", trial_id)
+
+    def get_trial_param(self, trial_id: int, param_name: str) -> float:
+        return self._forward("get_trial_param", trial_id, param_name)
+
+    def set_trial_intermediate_value(
+        self, trial_id: int, step: int, intermediate_value: float
+    ) -> None:
+        self._forward("set_trial_intermediate_value", trial_id, step, intermediate_value)
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._forward("set_trial_user_attr", trial_id, key, value)
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._forward("set_trial_system_attr", trial_id, key, value)
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        return self._forward("get_trial", trial_id)
+
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        return self._forward("get_all_trials", study_id, deepcopy, states)
+
+    def get_n_trials(
+        self, study_id: int, state: tuple[TrialState, ...] | TrialState | None = None
+    ) -> int:
+        return self._forward("get_n_trials", study_id, state)
+
+    def get_best_trial(self, study_id: int) -> FrozenTrial:
+        return self._forward("get_best_trial", study_id)
+
+    def get_trial_params(self, trial_id: int) -> dict[str, Any]:
+        return self._forward("get_trial_params", trial_id)
+
+    def get_trial_user_attrs(self, trial_id: int) -> dict[str, Any]:
+        return self._forward("get_trial_user_attrs", trial_id)
+
+    def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
+        return self._forward("get_trial_system_attrs", trial_id)
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        return self._forward("set_trial_state_values", trial_id, state, values)
+
+    def remove_session(self) -> None:
+        self.inner.remove_session()
+
+    def check_trial_is_updatable(self, trial_id: int, trial_state: TrialState) -> None:
+        self.inner.check_trial_is_updatable(trial_id, trial_state)
+
+
+class ResilientStorage(DelegatingStorage):
     """Delegates to `inner` (an Optuna storage), retrying calls that failed for want of a
     database. `stopping`: once set, give up after STOPPING_GIVE_UP_AFTER_S instead.
     """
@@ -81,7 +191,7 @@ class ResilientStorage(BaseStorage):
         stopping: threading.Event | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.give_up_after = give_up_after
         self.stopping = stopping or threading.Event()
         self._sleep = sleep
@@ -121,6 +231,9 @@ class ResilientStorage(BaseStorage):
                 )
             return result
 
+    def _forward(self, name: str, *args: Any) -> Any:
+        return self.call(getattr(self.inner, name), *args)
+
     # -- the one write whose retry needs care ----------------------------------------------------
 
     def set_trial_state_values(
@@ -141,104 +254,6 @@ class ResilientStorage(BaseStorage):
                 raise
 
         return self.call(attempt)
-
-    # -- plain delegation ------------------------------------------------------------------------
-
-    def create_new_study(self, directions: Sequence[Any], study_name: str | None = None) -> int:
-        return self.call(self.inner.create_new_study, directions, study_name)
-
-    def delete_study(self, study_id: int) -> None:
-        self.call(self.inner.delete_study, study_id)
-
-    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
-        self.call(self.inner.set_study_user_attr, study_id, key, value)
-
-    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
-        self.call(self.inner.set_study_system_attr, study_id, key, value)
-
-    def get_study_id_from_name(self, study_name: str) -> int:
-        return self.call(self.inner.get_study_id_from_name, study_name)
-
-    def get_study_name_from_id(self, study_id: int) -> str:
-        return self.call(self.inner.get_study_name_from_id, study_id)
-
-    def get_study_directions(self, study_id: int) -> list[Any]:
-        return self.call(self.inner.get_study_directions, study_id)
-
-    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
-        return self.call(self.inner.get_study_user_attrs, study_id)
-
-    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
-        return self.call(self.inner.get_study_system_attrs, study_id)
-
-    def get_all_studies(self) -> list[Any]:
-        return self.call(self.inner.get_all_studies)
-
-    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
-        # A retry after a commit whose answer was lost leaves an extra RUNNING trial that no
-        # worker owns; the lost-trial check (sweep.heartbeat) fails such orphans.
-        return self.call(self.inner.create_new_trial, study_id, template_trial)
-
-    def set_trial_param(
-        self, trial_id: int, param_name: str, param_value_internal: float, distribution: Any
-    ) -> None:
-        self.call(
-            self.inner.set_trial_param, trial_id, param_name, param_value_internal, distribution
-        )
-
-    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
-        return self.call(self.inner.get_trial_id_from_study_id_trial_number, study_id, trial_number)
-
-    def get_trial_number_from_id(self, trial_id: int) -> int:
-        return self.call(self.inner.get_trial_number_from_id, trial_id)
-
-    def get_trial_param(self, trial_id: int, param_name: str) -> float:
-        return self.call(self.inner.get_trial_param, trial_id, param_name)
-
-    def set_trial_intermediate_value(
-        self, trial_id: int, step: int, intermediate_value: float
-    ) -> None:
-        self.call(self.inner.set_trial_intermediate_value, trial_id, step, intermediate_value)
-
-    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self.call(self.inner.set_trial_user_attr, trial_id, key, value)
-
-    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self.call(self.inner.set_trial_system_attr, trial_id, key, value)
-
-    def get_trial(self, trial_id: int) -> FrozenTrial:
-        return self.call(self.inner.get_trial, trial_id)
-
-    def get_all_trials(
-        self,
-        study_id: int,
-        deepcopy: bool = True,
-        states: Container[TrialState] | None = None,
-    ) -> list[FrozenTrial]:
-        return self.call(self.inner.get_all_trials, study_id, deepcopy, states)
-
-    def get_n_trials(
-        self, study_id: int, state: tuple[TrialState, ...] | TrialState | None = None
-    ) -> int:
-        return self.call(self.inner.get_n_trials, study_id, state)
-
-    def get_best_trial(self, study_id: int) -> FrozenTrial:
-        return self.call(self.inner.get_best_trial, study_id)
-
-    def get_trial_params(self, trial_id: int) -> dict[str, Any]:
-        return self.call(self.inner.get_trial_params, trial_id)
-
-    def get_trial_user_attrs(self, trial_id: int) -> dict[str, Any]:
-        return self.call(self.inner.get_trial_user_attrs, trial_id)
-
-    def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
-        return self.call(self.inner.get_trial_system_attrs, trial_id)
-
-    def remove_session(self) -> None:
-        self.inner.remove_session()
-
-    def check_trial_is_updatable(self, trial_id: int, trial_state: TrialState) -> None:
-        self.inner.check_trial_is_updatable(trial_id, trial_state)
 
 
 def _first_line(error: BaseException) -> str:

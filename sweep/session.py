@@ -30,8 +30,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep._budget import Claim, budget_lock, claim_trial, in_process_lock
+from sweep._budget import Claim, budget_lock, claim_trial
 from sweep._resilient_storage import ResilientStorage
+from sweep._worker_storage import FINISHED, WorkerStorage
 from sweep.errors import SweepError
 from sweep.heartbeat import (
     ATTR_RETRY_OF,
@@ -48,6 +49,7 @@ from sweep.status import SESSION_PREFIX, counts_towards_budget
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 2.0  # while the budget is taken by running trials: how often to look again
+SAVE_EVERY_S = 10.0  # the session's timing record is written after a trial at most this often
 
 
 def prune_kept_models(
@@ -120,15 +122,24 @@ class Session:
         self.wall_seconds = 0.0
         self._started = 0.0
         self._last_reap = -math.inf
+        self._last_save = -math.inf
         self.stopping = objective.preempt  # set by SIGTERM: also shortens database retries
 
-        # Every storage call of the study goes through the retrying wrapper; claims and the
-        # lost-trial check use the plain storage underneath and are retried as a whole.
+        # The storages, from the database up: Optuna's RDB storage (heartbeats and the budget
+        # lock talk to it directly), Optuna's cache over it, the worker's own read cache
+        # (claims use that one: a claim is retried as a whole), and the retrying wrapper that
+        # every call of the study goes through.
         plain = study._storage
-        if isinstance(plain, ResilientStorage):
+        while isinstance(plain, ResilientStorage | WorkerStorage):
             plain = plain.inner
-        self._plain = plain
-        self.storage = ResilientStorage(plain, stopping=self.stopping)
+        rdb = getattr(plain, "_backend", plain)
+        if not isinstance(rdb, optuna.storages.RDBStorage):
+            raise TypeError(f"a Session needs a database storage, got {type(rdb).__name__}")
+        self._rdb = rdb
+        self._rdb.heartbeat_interval = int(max(1, heartbeat_interval))
+        self._lock = budget_lock(rdb, study.study_name)
+        self._worker_storage = WorkerStorage(plain, rdb)
+        self.storage = ResilientStorage(self._worker_storage, stopping=self.stopping)
         if give_up_after is not None:
             self.storage.give_up_after = give_up_after
         self.study = optuna.load_study(
@@ -137,14 +148,6 @@ class Session:
             sampler=study.sampler,
             pruner=study.pruner,
         )
-        # The RDB storage under Optuna's cache: heartbeats and locks talk to the database.
-        backend = getattr(plain, "_backend", plain)
-        self._rdb = backend if isinstance(backend, optuna.storages.RDBStorage) else None
-        if self._rdb is not None:
-            self._rdb.heartbeat_interval = int(max(1, heartbeat_interval))
-            self._lock = budget_lock(self._rdb, study.study_name)
-        else:
-            self._lock = in_process_lock()
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         # The random part keeps two sessions of one process within one second apart.
         self.key = f"{SESSION_PREFIX}{started_at}:{worker_id()}:{uuid.uuid4().hex[:8]}"
@@ -190,7 +193,7 @@ class Session:
         return time.perf_counter() - self._started
 
     def _claim(self) -> Claim:
-        if self._rdb is not None and time.monotonic() - self._last_reap >= self.heartbeat_interval:
+        if time.monotonic() - self._last_reap >= self.heartbeat_interval:
             self._last_reap = time.monotonic()
             rdb = self._rdb
             self.storage.call(
@@ -201,9 +204,12 @@ class Session:
                     max_retries=self.max_retries,
                 )
             )
-        return self.storage.call(
-            claim_trial, self._plain, self.study._study_id, self.n_trials, self._lock
+        claim = self.storage.call(
+            claim_trial, self._worker_storage, self.study._study_id, self.n_trials, self._lock
         )
+        if claim.trial_id is not None:
+            self.storage.call(self._worker_storage.own, self.study._study_id, claim.trial_id)
+        return claim
 
     def _run_trial(self, trial_id: int) -> None:
         trial = optuna.Trial(self.study, trial_id)
@@ -211,13 +217,8 @@ class Session:
         value: float | None = None
         state = TrialState.FAIL
         preempted = False
-        heartbeat = (
-            Heartbeat(self._rdb, trial_id, self.heartbeat_interval)
-            if self._rdb is not None
-            else None
-        )
-        if heartbeat is not None:
-            heartbeat.__enter__()
+        heartbeat = Heartbeat(self._rdb, trial_id, self.heartbeat_interval)
+        heartbeat.__enter__()
         try:
             try:
                 value = self.objective(trial)
@@ -244,8 +245,7 @@ class Session:
                 raise
             frozen = self._tell(trial, state, value)
         finally:
-            if heartbeat is not None:
-                heartbeat.__exit__(None, None, None)
+            heartbeat.__exit__(None, None, None)
         if frozen is None:
             return
         if preempted:
@@ -307,13 +307,15 @@ class Session:
 
     def _after_trial(self, trial: FrozenTrial) -> None:
         self.finished_here.append(trial)
-        trials = self.study.get_trials(deepcopy=False)  # once: every storage read is overhead
+        # Finished trials only: the worker's cache answers those with one small query.
+        trials = self.study.get_trials(deepcopy=False, states=FINISHED)
         prune_kept_models(
             self.study, self.objective.artifacts_dir, self.objective.keep_best, trials
         )
         if self.on_trial_end is not None:
             self.on_trial_end(trial)
-        self._save()
+        if time.monotonic() - self._last_save >= SAVE_EVERY_S:
+            self._save()
 
     def _fail_running(self) -> None:
         """The trial that was running when Ctrl-C came must not stay RUNNING."""
@@ -347,6 +349,7 @@ class Session:
         }
 
     def _save(self) -> None:
+        self._last_save = time.monotonic()
         try:
             self.study.set_user_attr(self.key, self.session_record())
         except Exception:

@@ -68,7 +68,7 @@ def test_threads_sharing_a_study_stop_at_the_budget_exactly(tmp_path: Path) -> N
     for thread in threads:
         thread.join(timeout=120)
     trials = study.get_trials(deepcopy=False)
-    assert len(trials) == 12
+    assert len(trials) == 12, [(t.number, t.state.name) for t in trials][-4:]
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert sum(len(s.finished_here) for s in sessions) == 12
     close_storage(study._storage._backend)

@@ -1,0 +1,203 @@
+"""The reads a worker makes many times per trial, answered from what it already knows.
+
+With Optuna's storage every pruning check reads the study's unfinished trials (six queries, the
+intermediate values of every running trial included) and the checking trial itself (six more);
+with 16 workers that is most of each worker's CPU. Two facts make nearly all of it unnecessary:
+
+- A finished trial never changes. Pruners and the sampler ask for finished trials only
+  (COMPLETE, PRUNED), so those are kept here, and a refresh asks the database for the ids of the
+  finished trials (one small query) and fetches only the ones not seen yet. Pruners and the
+  sampler may use a view up to READ_MAX_AGE_S old (trials of other workers that finished in the
+  last second change no decision that matters); the budget claim always refreshes, and this
+  worker's own trial ending forces a refresh too.
+- The trial a worker runs is written by that worker alone. Its copy here is updated by every
+  write this worker makes through this storage, so reading it needs no query. (If another worker
+  declares it lost, the database refuses this worker's next write: see sweep.session.)
+
+Everything else goes to the storage underneath. This depends on Optuna's table layout
+(`trials.trial_id/study_id/state/number`), unchanged since Optuna 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from collections.abc import Container, Sequence
+from datetime import datetime
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.storages import BaseStorage
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep._resilient_storage import DelegatingStorage
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+READ_MAX_AGE_S = 1.0
+
+
+class WorkerStorage(DelegatingStorage):
+    """Delegates to `inner` (Optuna's cached RDB storage over `rdb`) except for the reads of
+    finished trials and of the trials this worker owns (see `own`)."""
+
+    def __init__(self, inner: BaseStorage, rdb: optuna.storages.RDBStorage) -> None:
+        super().__init__(inner)
+        self.rdb = rdb
+        self._lock = threading.Lock()
+        self._finished: dict[int, dict[int, FrozenTrial]] = {}  # study id -> trial id -> trial
+        self._owned: dict[int, FrozenTrial] = {}  # trial id -> this worker's running trial
+        self._refreshed: dict[int, float] = {}  # study id -> time.monotonic() of the last refresh
+        self._owner_study: dict[int, int] = {}  # owned trial id -> its study id
+        self._finished_by_id: dict[int, FrozenTrial] = {}  # the finished trials of every study
+
+    # -- what a worker runs ----------------------------------------------------------------------
+
+    def own(self, study_id: int, trial_id: int) -> None:
+        """This worker runs `trial_id` from now on: keep its copy here, written through."""
+        trial = self.rdb.get_trial(trial_id)
+        with self._lock:
+            self._owned[trial_id] = trial
+            self._owner_study[trial_id] = study_id
+
+    def states(self, study_id: int) -> list[tuple[int, int, TrialState]]:
+        """(trial id, number, state) of every trial of the study: one small query, one snapshot
+        (two queries could see a trial finish in between and miss it in both)."""
+        session = self.rdb.scoped_session()
+        try:
+            rows = (
+                session.query(
+                    models.TrialModel.trial_id, models.TrialModel.number, models.TrialModel.state
+                )
+                .filter(models.TrialModel.study_id == study_id)
+                .all()
+            )
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def finished_trials(
+        self,
+        study_id: int,
+        max_age: float = 0.0,
+        snapshot: list[tuple[int, int, TrialState]] | None = None,
+    ) -> list[FrozenTrial]:
+        """The study's finished trials, fetching only those finished since the last refresh.
+
+        No refresh at all if the last one is less than `max_age` seconds old; `snapshot`: the
+        result of `states` to refresh from (else it is read now).
+        """
+        with self._lock:
+            fresh = time.monotonic() - self._refreshed.get(study_id, -math.inf) < max_age
+            if fresh and snapshot is None:
+                return sorted(self._finished[study_id].values(), key=lambda t: t.number)
+        started = time.monotonic()
+        if snapshot is None:
+            snapshot = self.states(study_id)
+        ids = {trial_id for trial_id, _, state in snapshot if state.is_finished()}
+        with self._lock:
+            known = self._finished.setdefault(study_id, {})
+            new = ids - known.keys()
+        if new:
+            # Optuna's reader takes "these ids, and every id above a bound": the bound is the
+            # largest new id, and what comes back above it (still running) is dropped.
+            fetched = self.rdb._get_trials(study_id, None, new, max(new))
+            with self._lock:
+                for trial in fetched:
+                    if trial._trial_id in new and trial.state.is_finished():
+                        known[trial._trial_id] = trial
+                        self._finished_by_id[trial._trial_id] = trial
+        with self._lock:
+            self._refreshed[study_id] = started
+            return sorted(known.values(), key=lambda t: t.number)
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        if states is not None and all(s.is_finished() for s in TrialState if s in states):
+            finished = self.finished_trials(study_id, max_age=READ_MAX_AGE_S)
+            trials = [t for t in finished if t.state in states]
+            return copy.deepcopy(trials) if deepcopy else trials
+        return self._forward("get_all_trials", study_id, deepcopy, states)
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        with self._lock:
+            known = self._owned.get(trial_id) or self._finished_by_id.get(trial_id)
+        return known if known is not None else self._forward("get_trial", trial_id)
+
+    # -- writes: to the database, then to the owned copy -----------------------------------------
+
+    def set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: BaseDistribution,
+    ) -> None:
+        self._forward("set_trial_param", trial_id, param_name, param_value_internal, distribution)
+        self._update(
+            trial_id,
+            params={param_name: distribution.to_external_repr(param_value_internal)},
+            distributions={param_name: distribution},
+        )
+
+    def set_trial_intermediate_value(
+        self, trial_id: int, step: int, intermediate_value: float
+    ) -> None:
+        self._forward("set_trial_intermediate_value", trial_id, step, intermediate_value)
+        self._update(trial_id, intermediate_values={step: intermediate_value})
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._forward("set_trial_user_attr", trial_id, key, value)
+        self._update(trial_id, user_attrs={key: value})
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._forward("set_trial_system_attr", trial_id, key, value)
+        self._update(trial_id, system_attrs={key: value})
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        try:
+            done = self._forward("set_trial_state_values", trial_id, state, values)
+        except BaseException:
+            if state.is_finished():  # refused (it already was) or failed: ask the database
+                with self._lock:
+                    self._owned.pop(trial_id, None)
+            raise
+        with self._lock:
+            trial = self._owned.get(trial_id)
+            if trial is not None and done:
+                trial.state = state
+                if values is not None:
+                    trial._values = list(values)
+                if state.is_finished():
+                    # Our own result joins the finished trials without another read.
+                    trial.datetime_complete = datetime.now()
+                    del self._owned[trial_id]
+                    study_id = self._owner_study.pop(trial_id)
+                    self._finished.setdefault(study_id, {})[trial_id] = trial
+                    self._finished_by_id[trial_id] = trial
+        return done
+
+    def _update(self, trial_id: int, **changes: dict[Any, Any]) -> None:
+        """Apply a write that reached the database to the owned copy (copy-on-write dicts, as
+        callers may hold the previous ones)."""
+        with self._lock:
+            trial = self._owned.get(trial_id)
+            if trial is None:
+                return
+            for field, update in changes.items():
+                setattr(trial, field, {**getattr(trial, field), **update})
