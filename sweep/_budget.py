@@ -107,16 +107,24 @@ def in_process_lock() -> Lock:
     return lock
 
 
+_ALWAYS_COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
 def claim_trial(storage: WorkerStorage, study_id: int, n_trials: int, lock: Lock) -> Claim:
     """Decide, under the lock, whether this worker may start a trial, and create or take it.
 
     `storage` must not retry by itself: if the database goes away halfway, the whole claim is
     redone under a new lock (the caller retries it).
     """
+    # Held by one worker at a time: keep it short. COMPLETE and PRUNED trials count by their
+    # state alone; only FAILed ones need their end reason, and those are rare.
     with lock():
         active = storage.states(study_id)
-        finished = storage.finished_trials(study_id, snapshot=active)
-        counted = sum(1 for t in finished if counts_towards_budget(t))
+        counted = sum(1 for _, _, state in active if state in _ALWAYS_COUNTED)
+        failed = {tid for tid, _, state in active if state == TrialState.FAIL}
+        counted += sum(
+            1 for t in storage.fetch_finished(study_id, failed) if counts_towards_budget(t)
+        )
         running = sum(1 for _, _, state in active if state == TrialState.RUNNING)
         if counted >= n_trials:
             return Claim(None, done=True, counted=counted, running=running)

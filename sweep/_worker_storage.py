@@ -38,6 +38,7 @@ from sweep._resilient_storage import DelegatingStorage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 READ_MAX_AGE_S = 1.0
+_UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
 
 
 class WorkerStorage(DelegatingStorage):
@@ -101,7 +102,13 @@ class WorkerStorage(DelegatingStorage):
         started = time.monotonic()
         if snapshot is None:
             snapshot = self.states(study_id)
-        ids = {trial_id for trial_id, _, state in snapshot if state.is_finished()}
+        self.fetch_finished(study_id, {tid for tid, _, state in snapshot if state.is_finished()})
+        with self._lock:
+            self._refreshed[study_id] = started
+            return sorted(self._finished[study_id].values(), key=lambda t: t.number)
+
+    def fetch_finished(self, study_id: int, ids: set[int]) -> list[FrozenTrial]:
+        """The finished trials `ids` of the study, read from the database only if not known."""
         with self._lock:
             known = self._finished.setdefault(study_id, {})
             new = ids - known.keys()
@@ -115,8 +122,7 @@ class WorkerStorage(DelegatingStorage):
                         known[trial._trial_id] = trial
                         self._finished_by_id[trial._trial_id] = trial
         with self._lock:
-            self._refreshed[study_id] = started
-            return sorted(known.values(), key=lambda t: t.number)
+            return [known[i] for i in ids if i in known]
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -126,11 +132,20 @@ class WorkerStorage(DelegatingStorage):
         deepcopy: bool = True,
         states: Container[TrialState] | None = None,
     ) -> list[FrozenTrial]:
-        if states is not None and all(s.is_finished() for s in TrialState if s in states):
-            finished = self.finished_trials(study_id, max_age=READ_MAX_AGE_S)
+        finished = self.finished_trials(study_id, max_age=READ_MAX_AGE_S)
+        if states is None or not all(s.is_finished() for s in TrialState if s in states):
+            # Unfinished trials change: read them (Optuna's cache underneath reads only those).
+            unfinished = [
+                t
+                for t in self._forward("get_all_trials", study_id, False, _UNFINISHED)
+                if states is None or t.state in states
+            ]
+            seen = {t.number for t in unfinished}
+            finished = [t for t in finished if t.number not in seen]
+            trials = sorted([*finished, *unfinished], key=lambda t: t.number)
+        else:
             trials = [t for t in finished if t.state in states]
-            return copy.deepcopy(trials) if deepcopy else trials
-        return self._forward("get_all_trials", study_id, deepcopy, states)
+        return copy.deepcopy(trials) if deepcopy else trials
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:

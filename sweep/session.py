@@ -212,6 +212,9 @@ class Session:
         return claim
 
     def _run_trial(self, trial_id: int) -> None:
+        # What Study.ask does before making a Trial: drop the sampler's per-trial view of the
+        # study, so that this trial samples from the study as it is now.
+        self.study._thread_local.cached_all_trials = None
         trial = optuna.Trial(self.study, trial_id)
         self.objective.current_trial = trial
         value: float | None = None

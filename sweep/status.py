@@ -24,6 +24,7 @@ ATTR_METRIC = "metric"  # "val_loss" | "val_accuracy"
 ATTR_DATA_HASH = "data_content_hash"  # TextData.content_hash of the data the trials trained on
 ATTR_DATA_SOURCE = "data_source"
 ATTR_SWEEP_VERSION = "sweep_version"
+ATTR_LABEL_NAMES = "label_names"  # the data's label names, by id
 SESSION_PREFIX = "session:"  # one per `sweep run` process: {"started", "wall_seconds", ...}
 
 # End reasons of trials that did not end because of their own parameters: they do not count

@@ -74,6 +74,28 @@ def test_threads_sharing_a_study_stop_at_the_budget_exactly(tmp_path: Path) -> N
     close_storage(study._storage._backend)
 
 
+class CountingSampler(optuna.samplers.RandomSampler):
+    """Records how many trials the study shows the sampler each time it samples."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=0)
+        self.seen: list[int] = []
+
+    def sample_independent(self, study, trial, param_name, param_distribution):  # type: ignore[no-untyped-def]
+        self.seen.append(len(study._get_trials(deepcopy=False, use_cache=True)))
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+def test_the_sampler_sees_every_trial_so_far(tmp_path: Path) -> None:
+    """Optuna's per-trial view of the study is refreshed for each trial the session runs."""
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    sampler = CountingSampler()
+    study = optuna.create_study(storage=storage, study_name="s", sampler=sampler)
+    Session(study, FakeObjective(tmp_path, lambda trial, x: x), n_trials=4).run()
+    assert sampler.seen == [1, 2, 3, 4]  # the finished ones and the one being sampled
+    close_storage(storage)
+
+
 def test_a_result_finished_after_its_trial_was_declared_lost_goes_to_the_retry(
     tmp_path: Path,
 ) -> None:

@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep.status import (
     ATTR_CONFIG,
     ATTR_DATA_SOURCE,
+    ATTR_LABEL_NAMES,
     ATTR_METRIC,
     ATTR_SWEEP_VERSION,
     best_trial,
@@ -39,8 +40,6 @@ OPTIONAL_PARAMS = ("weight_decay", "warmup_ratio")
 # Searched on a log scale: binned by their logarithm.
 LOG_PARAMS = ("learning_rate", "weight_decay")
 
-# Optional study attribute: the label names of the data (id -> name), shown in the header.
-ATTR_LABEL_NAMES = "label_names"
 
 COST_GPU = "GPU-seconds"
 COST_CPU = "training seconds"
