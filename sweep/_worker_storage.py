@@ -38,7 +38,6 @@ from sweep._resilient_storage import DelegatingStorage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 READ_MAX_AGE_S = 1.0
-_UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
 
 
 class WorkerStorage(DelegatingStorage):
@@ -132,19 +131,11 @@ class WorkerStorage(DelegatingStorage):
         deepcopy: bool = True,
         states: Container[TrialState] | None = None,
     ) -> list[FrozenTrial]:
-        finished = self.finished_trials(study_id, max_age=READ_MAX_AGE_S)
         if states is None or not all(s.is_finished() for s in TrialState if s in states):
-            # Unfinished trials change: read them (Optuna's cache underneath reads only those).
-            unfinished = [
-                t
-                for t in self._forward("get_all_trials", study_id, False, _UNFINISHED)
-                if states is None or t.state in states
-            ]
-            seen = {t.number for t in unfinished}
-            finished = [t for t in finished if t.number not in seen]
-            trials = sorted([*finished, *unfinished], key=lambda t: t.number)
-        else:
-            trials = [t for t in finished if t.state in states]
+            # Unfinished trials change: Optuna's cache underneath reads those (and only those).
+            return self._forward("get_all_trials", study_id, deepcopy, states)
+        finished = self.finished_trials(study_id, max_age=READ_MAX_AGE_S)
+        trials = [t for t in finished if t.state in states]
         return copy.deepcopy(trials) if deepcopy else trials
 
     def get_trial(self, trial_id: int) -> FrozenTrial:

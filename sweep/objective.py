@@ -38,7 +38,6 @@ import optuna
 
 from sweep.errors import SweepError
 from sweep.space import suggest_params
-from sweep.trial import run_trial
 
 logger = logging.getLogger(__name__)
 
@@ -221,6 +220,8 @@ class Objective:
 
         if self.on_start is not None:
             self.on_start(trial.number, params)
+        from sweep.trial import run_trial  # here: the trial loop itself never needs torch
+
         started = time.perf_counter()
         try:
             with self.gate.opened():

@@ -124,7 +124,7 @@ def test_an_error_in_a_trial_fails_it_and_the_sweep_goes_on(
     def broken(*args, **kwargs):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(objective_mod, "run_trial", broken)
+    monkeypatch.setattr("sweep.trial.run_trial", broken)
     study = _study(tmp_path)
     session = Session(study, _objective(_config(tiny_study), tmp_path, shared_cache), n_trials=2)
     session.run()
@@ -141,7 +141,7 @@ def test_a_sweep_error_in_a_trial_stops_the_run(
     def bad_data(*args, **kwargs):
         raise DataError("train.csv: no column 'label'")
 
-    monkeypatch.setattr(objective_mod, "run_trial", bad_data)
+    monkeypatch.setattr("sweep.trial.run_trial", bad_data)
     study = _study(tmp_path)
     session = Session(study, _objective(_config(tiny_study), tmp_path, shared_cache), n_trials=5)
     with pytest.raises(DataError):
@@ -158,7 +158,7 @@ def test_interrupt_fails_the_trial_and_is_not_counted(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(objective_mod, "run_trial", interrupted)
+    monkeypatch.setattr("sweep.trial.run_trial", interrupted)
     study = _study(tmp_path)
     session = Session(study, _objective(_config(tiny_study), tmp_path, shared_cache), n_trials=5)
     session.run()
@@ -201,7 +201,7 @@ def test_nan_value_fails_with_reason(
         on_epoch(epoch)
         return result
 
-    monkeypatch.setattr(objective_mod, "run_trial", diverged)
+    monkeypatch.setattr("sweep.trial.run_trial", diverged)
     study = _study(tmp_path)
     study.optimize(
         _objective(_config(tiny_study), tmp_path, shared_cache), n_trials=1, catch=(TrialFailed,)
@@ -222,7 +222,7 @@ def test_sigint_inside_the_fine_tune_interrupts_it(
         time.sleep(5)  # the handler raises KeyboardInterrupt here
         raise AssertionError("SIGINT did not interrupt the fine-tune")
 
-    monkeypatch.setattr(objective_mod, "run_trial", training)
+    monkeypatch.setattr("sweep.trial.run_trial", training)
     study = _study(tmp_path)
     session = Session(study, _objective(_config(tiny_study), tmp_path, shared_cache), n_trials=3)
     session.run()
@@ -235,7 +235,7 @@ def test_sigint_inside_the_fine_tune_interrupts_it(
 def test_sigint_between_trials_lets_the_trial_finish_being_recorded(
     tiny_study: Path, tmp_path: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(objective_mod, "run_trial", lambda *a, **k: _result(0.5)[1])
+    monkeypatch.setattr("sweep.trial.run_trial", lambda *a, **k: _result(0.5)[1])
     study = _study(tmp_path)
     # SIGINT while Optuna records the trial and our callback runs: deferred, not raised there.
     session = Session(
