@@ -160,6 +160,7 @@ def _main(
 
 # -- sweep run / sweep worker -----------------------------------------------------------------
 
+DEFAULT_DB_WAIT_S = 600.0  # seconds a worker keeps retrying an unreachable database
 DEFAULT_HEARTBEAT_S = 20.0  # seconds between heartbeats; 3 missed: the worker is lost
 SQLITE_MAX_WORKERS = 4  # more workers than this on SQLite: say PostgreSQL is the right storage
 WORKERS_POLL_S = 2.0  # how often `run --workers` reads the study to print finished trials
@@ -204,15 +205,27 @@ HeartbeatOption = Annotated[
         "declared lost and its trial retried.",
     ),
 ]
+DbWaitOption = Annotated[
+    float,
+    typer.Option(
+        "--db-wait",
+        help="Seconds to keep retrying a database that cannot be reached (a restart, a network "
+        "blip) before giving up with an error.",
+    ),
+]
 
 
-def _check_run_options(trials: int | None, timeout: float | None, heartbeat: float) -> None:
+def _check_run_options(
+    trials: int | None, timeout: float | None, heartbeat: float, db_wait: float
+) -> None:
     if trials is not None and trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {trials}")
     if timeout is not None and not timeout > 0:
         raise ConfigError(f"--timeout must be a positive number of seconds, got {timeout}")
     if not heartbeat > 0:
         raise ConfigError(f"--heartbeat must be a positive number of seconds, got {heartbeat}")
+    if not db_wait >= 0:
+        raise ConfigError(f"--db-wait must be a number of seconds >= 0, got {db_wait}")
 
 
 def _load_config(study: Path | None, name: str | None) -> Any:
@@ -298,6 +311,7 @@ def _run_session(
     heartbeat: float,
     display: Any,
     cache_dir: Path,
+    db_wait: float,
 ) -> Any:
     """Run trials in this process until the budget is reached; returns the Session."""
     from sweep.objective import Objective
@@ -318,6 +332,7 @@ def _run_session(
         timeout=timeout,
         on_trial_end=display.trial_ended,
         heartbeat_interval=heartbeat,
+        give_up_after=db_wait,
     )
 
 
@@ -356,6 +371,7 @@ def run(
     ] = None,
     checkpoint_dir: CheckpointOption = None,
     heartbeat: HeartbeatOption = DEFAULT_HEARTBEAT_S,
+    db_wait: DbWaitOption = DEFAULT_DB_WAIT_S,
 ) -> None:
     """Create a study, or continue it, and run trials until it has --trials finished ones.
 
@@ -367,7 +383,7 @@ def run(
     """
     out, err = _consoles()
     _setup_logging(err)
-    _check_run_options(trials, timeout, heartbeat)
+    _check_run_options(trials, timeout, heartbeat, db_wait)
     if workers < 0:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     gpu_list = None
@@ -436,6 +452,8 @@ def run(
                 str(checkpoints),
                 "--heartbeat",
                 str(heartbeat),
+                "--db-wait",
+                str(db_wait),
             ]
             if timeout is not None:
                 args += ["--timeout", str(timeout)]
@@ -457,6 +475,7 @@ def run(
             heartbeat=heartbeat,
             display=display,
             cache_dir=cache_dir,
+            db_wait=db_wait,
         )
         with display.live(done, best_value(study_obj)):
             session.run()
@@ -484,6 +503,7 @@ def worker(
     artifacts_dir: ArtifactsOption = None,
     checkpoint_dir: CheckpointOption = None,
     heartbeat: HeartbeatOption = DEFAULT_HEARTBEAT_S,
+    db_wait: DbWaitOption = DEFAULT_DB_WAIT_S,
 ) -> None:
     """Join a study (creating it if needed) and run its trials until the study has --trials
     finished ones, with any number of other workers on this or other machines.
@@ -495,7 +515,7 @@ def worker(
     """
     out, err = _consoles()
     _setup_logging(err)
-    _check_run_options(trials, timeout, heartbeat)
+    _check_run_options(trials, timeout, heartbeat, db_wait)
     path = Path(study)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         config = _load_config(path, name)
@@ -533,6 +553,7 @@ def worker(
             heartbeat=heartbeat,
             display=display,
             cache_dir=cache_dir,
+            db_wait=db_wait,
         )
         session.run()
         print_summary(out, session, config.metric.name)
