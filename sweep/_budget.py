@@ -46,6 +46,7 @@ class Claim:
 
     trial_id: int | None
     done: bool = False
+    created: bool = False  # a new empty trial (else one taken from the queue)
     counted: int = 0
     running: int = 0
 
@@ -139,4 +140,5 @@ def claim_trial(storage: WorkerStorage, study_id: int, n_trials: int, lock: Lock
                     return Claim(trial_id, counted=counted, running=running)
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
-        return Claim(storage.create_new_trial(study_id), counted=counted, running=running)
+        trial_id = storage.create_new_trial(study_id)
+        return Claim(trial_id, created=True, counted=counted, running=running)

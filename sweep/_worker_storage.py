@@ -56,9 +56,29 @@ class WorkerStorage(DelegatingStorage):
 
     # -- what a worker runs ----------------------------------------------------------------------
 
-    def own(self, study_id: int, trial_id: int) -> None:
-        """This worker runs `trial_id` from now on: keep its copy here, written through."""
-        trial = self.rdb.get_trial(trial_id)
+    def own(self, study_id: int, trial_id: int, *, new: bool = False) -> None:
+        """This worker runs `trial_id` from now on: keep its copy here, written through.
+
+        `new`: the trial was just created empty by this worker, so only its number is read
+        (a queued trial is read whole: it comes with parameters and attributes).
+        """
+        if new:
+            trial = FrozenTrial(
+                number=self.rdb.get_trial_number_from_id(trial_id),
+                state=TrialState.RUNNING,
+                value=None,
+                values=None,
+                datetime_start=datetime.now(),
+                datetime_complete=None,
+                params={},
+                distributions={},
+                user_attrs={},
+                system_attrs={},
+                intermediate_values={},
+                trial_id=trial_id,
+            )
+        else:
+            trial = self.rdb.get_trial(trial_id)
         with self._lock:
             self._owned[trial_id] = trial
             self._owner_study[trial_id] = study_id

@@ -208,7 +208,11 @@ class Session:
             claim_trial, self._worker_storage, self.study._study_id, self.n_trials, self._lock
         )
         if claim.trial_id is not None:
-            self.storage.call(self._worker_storage.own, self.study._study_id, claim.trial_id)
+            self.storage.call(
+                lambda: self._worker_storage.own(
+                    self.study._study_id, claim.trial_id, new=claim.created
+                )
+            )
         return claim
 
     def _run_trial(self, trial_id: int) -> None:
