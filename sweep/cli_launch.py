@@ -275,9 +275,8 @@ def k8s(
 
 def register(app: typer.Typer) -> None:
     """Add `sweep launch slurm` and `sweep launch k8s` to `app`."""
-    # sweep.cli calls this at its end, when _user_errors exists: importing it at the top of this
-    # module would be circular.
-    from sweep.cli import _user_errors
+    # One line and exit code 2 for a user's mistake, as every command (sweep._cli_common).
+    from sweep._cli_common import _user_errors
 
     launch_app = typer.Typer(
         name="launch",

@@ -13,9 +13,8 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
-    # sweep.cli calls this at its end, when these helpers exist: importing them at the top of
-    # this module would be a cycle.
-    from sweep.cli import StorageOption, _pick_study, _read_storage, _user_errors
+    # The helpers every command shares (sweep._cli_common).
+    from sweep._cli_common import StorageOption, _pick_study, _read_storage, _user_errors
     from sweep.errors import ConfigError
     from sweep.storage import close_storage, resolve_storage_url
 

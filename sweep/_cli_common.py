@@ -1,0 +1,124 @@
+"""What every `sweep` command shares: the storage options, user errors as one line and exit
+code 2, the consoles and logging, and picking a study from a storage."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from sweep.errors import ConfigError, StorageError, SweepError
+from sweep.storage import (
+    open_storage,
+    redact,
+    resolve_storage_url,
+    study_names,
+)
+
+logger = logging.getLogger("sweep")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+StudyNameArgument = Annotated[
+    str | None,
+    typer.Argument(help="Study name (default: the only study in the storage).", show_default=False),
+]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        help="Database URL (default: $SWEEP_STORAGE, then the study file's storage:, "
+        "then sqlite:///sweep.db).",
+        show_default=False,
+    ),
+]
+ArtifactsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--artifacts-dir",
+        help="Where kept models go (default: sweep-artifacts/ next to the SQLite file, "
+        "else ./sweep-artifacts).",
+        show_default=False,
+    ),
+]
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _user_errors(command: F) -> F:
+    """Turn a SweepError into `error: <message>` on stderr and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SweepError as e:
+            typer.echo(f"error: {_one_line(e)}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _consoles() -> tuple[Any, Any]:
+    """(stdout, stderr) Rich consoles, made per command so that test runners' streams are used."""
+    from rich.console import Console
+
+    out = Console(highlight=False, soft_wrap=True)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        # Piped output: Rich would assume 80 columns and fold the tables; a log or `less` is wider.
+        out = Console(highlight=False, soft_wrap=True, width=200)
+    # soft_wrap: a trial line stays one line whatever the width.
+    return out, Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _setup_logging(err_console: Any) -> None:
+    import optuna
+    from rich.logging import RichHandler
+
+    # Optuna's own per-trial log lines duplicate ours, and its warning for an interrupted trial
+    # carries a traceback: keep only its errors.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    # transformers draws a progress bar for every save_pretrained (each improving epoch) and
+    # from_pretrained: noise between our trial lines.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    if not logger.handlers:
+        handler = RichHandler(console=err_console, show_time=False, show_path=False)
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+
+
+def _read_storage(storage: str | None) -> Any:
+    """Open the storage for reading: never creates a SQLite file."""
+    return open_storage(resolve_storage_url(storage), must_exist=True)
+
+
+def _pick_study(opened: Any, name: str | None, url: str) -> Any:
+    import difflib
+
+    import optuna
+
+    names = study_names(opened)
+    if name is None:
+        if len(names) == 1:
+            name = names[0]
+        elif not names:
+            raise StorageError(f"no studies in {redact(url)}")
+        else:
+            raise ConfigError(
+                f"{redact(url)} holds {len(names)} studies ({', '.join(names)}); name one"
+            )
+    elif name not in names:
+        near = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else f" (studies: {', '.join(names)})"
+        raise StorageError(f"no study named {name!r} in {redact(url)}{hint}")
+    return optuna.load_study(study_name=name, storage=opened)
