@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import socket
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -201,8 +203,12 @@ def _run_session(
     display: Any,
     cache_dir: Path,
     db_wait: float,
+    stop: threading.Event | None = None,
 ) -> Any:
-    """Run trials in this process until the budget is reached; returns the Session."""
+    """Run trials in this process until the budget is reached; returns the Session.
+
+    `stop`: an event SIGTERM already sets (see `_stop_on_sigterm`), for the session to go on with.
+    """
     from sweep.objective import Objective
     from sweep.session import Session
 
@@ -214,6 +220,8 @@ def _run_session(
         on_start=display.trial_started,
         on_epoch=display.epoch_done,
     )
+    if stop is not None:
+        objective.preempt = stop
     return Session(
         study_obj,
         objective,
@@ -400,6 +408,8 @@ def worker(
     outright is noticed by the others through its missing heartbeats; they retry its trial
     from its last checkpoint. The database may go away for up to 10 minutes.
     """
+    # From the very start: a worker told to stop while it loads the data exits 0 as well.
+    stop = _stop_on_sigterm()
     out, err = _consoles()
     _setup_logging(err)
     _check_run_options(trials, timeout, heartbeat, db_wait)
@@ -421,6 +431,9 @@ def worker(
 
     cache_dir = default_cache_dir()
     text = _check_data(config, cache_dir)
+    if stop.is_set():
+        err.print("worker stopped (SIGTERM) before it ran a trial", markup=False)
+        return
     opened, study_obj, _ = _open_run_study(config, url, text, heartbeat, one_of_many=True)
     try:
         display = RunDisplay(out, err, config.metric.name, n_trials)
@@ -441,6 +454,7 @@ def worker(
             display=display,
             cache_dir=cache_dir,
             db_wait=db_wait,
+            stop=stop,
         )
         session.run()
         print_summary(out, session, config.metric.name)
@@ -449,6 +463,14 @@ def worker(
     if session.interrupted:
         raise typer.Exit(130)
     # Preempted (SIGTERM) is a clean exit: the trial is queued again for another worker.
+
+
+def _stop_on_sigterm() -> threading.Event:
+    """An event that SIGTERM sets from now on (instead of killing the process)."""
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    return stop
 
 
 def _visible_gpus() -> list[str]:

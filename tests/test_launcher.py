@@ -69,3 +69,34 @@ def test_run_with_five_workers_on_sqlite(tiny_study: Path, cli_env: Path) -> Non
     printed = [line for line in result.stdout.splitlines() if line.startswith("trial ")]
     assert sorted(int(line.split()[1]) for line in printed) == list(range(6))
     assert "done: study tiny has 6 of 6 trials (5 workers)" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_worker_joins_a_study_by_name(tiny_study: Path, cli_env: Path) -> None:
+    """`sweep worker NAME` runs a study that exists in the storage, from its stored config."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = [sys.executable, "-m", "sweep.cli", "run", str(tiny_study), "-n", "1"]
+    assert subprocess.run(first, cwd=cli_env, env=env, capture_output=True).returncode == 0
+    tiny_study.unlink()  # the worker must not need the file
+    result = subprocess.run(
+        [sys.executable, "-m", "sweep.cli", "worker", "tiny", "--trials", "2"],
+        cwd=cli_env,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{cli_env / 'sweep.db'}")
+    assert [t.state.name for t in study.get_trials(deepcopy=False)] == ["COMPLETE"] * 2
+
+    unknown = subprocess.run(
+        [sys.executable, "-m", "sweep.cli", "worker", "tinny"],
+        cwd=cli_env,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert unknown.returncode == 2
+    assert "no study named 'tinny'" in unknown.stderr and "did you mean 'tiny'" in unknown.stderr
