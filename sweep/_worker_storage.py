@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage
 from optuna.storages._rdb import models
@@ -182,8 +183,43 @@ class WorkerStorage(DelegatingStorage):
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float
     ) -> None:
-        self._forward("set_trial_intermediate_value", trial_id, step, intermediate_value)
+        with self._lock:
+            owned = self._owned.get(trial_id)
+            first = owned is not None and step not in owned.intermediate_values
+        if first:
+            self._insert_intermediate_value(trial_id, step, intermediate_value)
+        else:
+            self._forward("set_trial_intermediate_value", trial_id, step, intermediate_value)
         self._update(trial_id, intermediate_values={step: intermediate_value})
+
+    def _insert_intermediate_value(self, trial_id: int, step: int, value: float) -> None:
+        """A step's first value of a trial this worker runs, in one statement (Optuna's write
+        takes four round trips): inserted only while the trial is RUNNING, and only once, so
+        a retry after a lost answer does not write it twice."""
+        trials, values = models.TrialModel, models.TrialIntermediateValueModel
+        stored, kind = values.intermediate_value_to_stored_repr(value)
+        row = sqlalchemy.select(
+            sqlalchemy.literal(trial_id),
+            sqlalchemy.literal(step),
+            sqlalchemy.literal(stored, values.intermediate_value.type),
+            sqlalchemy.literal(kind, values.intermediate_value_type.type),
+        ).where(
+            sqlalchemy.exists().where(
+                trials.trial_id == trial_id, trials.state == TrialState.RUNNING
+            ),
+            ~sqlalchemy.exists().where(values.trial_id == trial_id, values.step == step),
+        )
+        insert = sqlalchemy.insert(values).from_select(
+            ["trial_id", "step", "intermediate_value", "intermediate_value_type"], row
+        )
+        state = sqlalchemy.select(trials.state).where(trials.trial_id == trial_id)
+        with self.rdb.engine.begin() as connection:
+            inserted = connection.execute(insert).rowcount
+            # (rowcount is -1 when a driver does not say: then ask.)
+            if inserted != 1 and connection.execute(state).scalar() != TrialState.RUNNING:
+                raise optuna.exceptions.UpdateFinishedTrialError(
+                    f"Trial#{trial_id} has already finished and can not be updated."
+                )
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         self._forward("set_trial_user_attr", trial_id, key, value)

@@ -161,3 +161,32 @@ def test_only_connection_errors_are_transient() -> None:
     assert is_transient(wrapped)
     assert not is_transient(ValueError("bad value"))
     assert not is_transient(sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("duplicate")))
+
+
+def test_first_intermediate_values_are_written_once_and_only_while_running(
+    tmp_path: Path,
+) -> None:
+    import math
+
+    from sweep._worker_storage import WorkerStorage
+
+    rdb = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    study = optuna.create_study(storage=rdb, study_name="s")
+    storage = WorkerStorage(study._storage, rdb)
+    trial_id = storage.create_new_trial(study._study_id)
+    storage.own(study._study_id, trial_id, new=True)
+    assert storage.get_trial(trial_id).number == 0
+
+    storage.set_trial_intermediate_value(trial_id, 1, 0.5)
+    storage._insert_intermediate_value(trial_id, 1, 0.5)  # a retry after a lost answer
+    storage.set_trial_intermediate_value(trial_id, 2, math.inf)
+    storage.set_trial_intermediate_value(trial_id, 3, math.nan)
+    storage.set_trial_intermediate_value(trial_id, 1, 0.25)  # a second value: Optuna's update
+    stored = rdb.get_trial(trial_id).intermediate_values  # one row per step, or this raises
+    assert stored[1] == 0.25 and stored[2] == math.inf and math.isnan(stored[3])
+    assert storage.get_trial(trial_id).intermediate_values[1] == 0.25
+
+    assert storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage._insert_intermediate_value(trial_id, 4, 1.0)
+    close_storage(rdb)
