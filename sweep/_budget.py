@@ -124,7 +124,11 @@ def claim_trial(storage: WorkerStorage, study_id: int, n_trials: int, lock: Lock
         counted = sum(1 for _, _, state in active if state in _ALWAYS_COUNTED)
         failed = {tid for tid, _, state in active if state == TrialState.FAIL}
         counted += sum(
-            1 for t in storage.fetch_finished(study_id, failed) if counts_towards_budget(t)
+            1
+            for t in storage.fetch_finished(
+                study_id, failed, newest=max((tid for tid, _, _ in active), default=0)
+            )
+            if counts_towards_budget(t)
         )
         running = sum(1 for _, _, state in active if state == TrialState.RUNNING)
         if counted >= n_trials:

@@ -122,20 +122,32 @@ class WorkerStorage(DelegatingStorage):
         started = time.monotonic()
         if snapshot is None:
             snapshot = self.states(study_id)
-        self.fetch_finished(study_id, {tid for tid, _, state in snapshot if state.is_finished()})
+        self.fetch_finished(
+            study_id,
+            {tid for tid, _, state in snapshot if state.is_finished()},
+            newest=max((tid for tid, _, _ in snapshot), default=0),
+        )
         with self._lock:
             self._refreshed[study_id] = started
             return sorted(self._finished[study_id].values(), key=lambda t: t.number)
 
-    def fetch_finished(self, study_id: int, ids: set[int]) -> list[FrozenTrial]:
-        """The finished trials `ids` of the study, read from the database only if not known."""
+    def fetch_finished(
+        self, study_id: int, ids: set[int], *, newest: int | None = None
+    ) -> list[FrozenTrial]:
+        """The finished trials `ids` of the study, read from the database only if not known.
+
+        `newest`: the study's largest trial id when `ids` were listed (see below).
+        """
         with self._lock:
             known = self._finished.setdefault(study_id, {})
             new = ids - known.keys()
         if new:
-            # Optuna's reader takes "these ids, and every id above a bound": the bound is the
-            # largest new id, and what comes back above it (still running) is dropped.
-            fetched = self.rdb._get_trials(study_id, None, new, max(new))
+            # Optuna's reader takes "these ids, and every id above a bound". With the bound at
+            # the newest trial there was, that tail is empty, or holds the few trials created
+            # since; with the bound at max(new) it would drag in every running trial with its
+            # intermediate values, and the more workers, the more of those.
+            bound = max(max(new), newest or 0)
+            fetched = self.rdb._get_trials(study_id, None, new, bound)
             with self._lock:
                 for trial in fetched:
                     if trial._trial_id in new and trial.state.is_finished():
