@@ -146,14 +146,14 @@ def _config_from_storage(study_name: str, url: str) -> Any:
 
 
 def _open_run_study(
-    config: Any, url: str, text: Any, heartbeat: float, *, one_of_many: bool = False
+    config: Any, url: str, text: Any, *, one_of_many: bool = False
 ) -> tuple[Any, Any, bool]:
     """Create the study or join it; returns (storage, study, created). Race-free: many workers
     may call this at once (`one_of_many`: then each joining worker gets its own sampler seed)."""
     from sweep.objective import study_direction
     from sweep.space import describe_space_change, make_pruner, make_sampler, space_signature
 
-    opened = open_storage(url, heartbeat_interval=max(1, round(heartbeat)))
+    opened = open_storage(url)
     try:
         study_obj, created = open_study(
             opened,
@@ -316,7 +316,7 @@ def run(
             markup=False,
         )
 
-    opened, study_obj, created = _open_run_study(config, url, text, heartbeat)
+    opened, study_obj, created = _open_run_study(config, url, text)
     try:
         display = RunDisplay(out, err, config.metric.name, n_trials)
         done = sum(1 for t in study_obj.get_trials(deepcopy=False) if counts_towards_budget(t))
@@ -434,7 +434,7 @@ def worker(
     if stop.is_set():
         err.print("worker stopped (SIGTERM) before it ran a trial", markup=False)
         return
-    opened, study_obj, _ = _open_run_study(config, url, text, heartbeat, one_of_many=True)
+    opened, study_obj, _ = _open_run_study(config, url, text, one_of_many=True)
     try:
         display = RunDisplay(out, err, config.metric.name, n_trials)
         gpu = os.environ.get("CUDA_VISIBLE_DEVICES")

@@ -15,7 +15,6 @@ import logging
 import os
 import sqlite3
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -198,14 +197,11 @@ def check_storage(url: str) -> None:
         engine.dispose()
 
 
-def open_storage(
-    url: str, *, must_exist: bool = False, heartbeat_interval: int | None = None
-) -> optuna.storages.RDBStorage:
+def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBStorage:
     """Open (and for a new database, initialise) the Optuna storage at ``url``.
 
     must_exist: for read-only commands; a SQLite file that does not exist is an error instead of
-    being created. heartbeat_interval: seconds between a running trial's heartbeats; a trial
-    silent for 3 intervals counts as lost (sweep.heartbeat fails it and queues a retry).
+    being created. Heartbeats are set up by the trial loop that needs them (sweep.session).
     Raises StorageError for a malformed URL, a missing file or directory, a database that cannot
     be reached (within ~10 s), or one written by an incompatible Optuna version.
     """
@@ -217,18 +213,7 @@ def open_storage(
         if not path.parent.is_dir():
             raise StorageError(f"storage {url}: directory {path.parent} does not exist")
     try:
-        with warnings.catch_warnings():
-            # Heartbeats are marked experimental; the warning would only confuse users.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            heartbeat: dict[str, Any] = {}
-            if heartbeat_interval is not None:
-                heartbeat = {
-                    "heartbeat_interval": heartbeat_interval,
-                    "grace_period": 3 * heartbeat_interval,
-                }
-            storage = optuna.storages.RDBStorage(
-                url, engine_kwargs=_engine_kwargs(parsed), **heartbeat
-            )
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(parsed))
     except sqlalchemy.exc.DBAPIError as e:
         where = f"{parsed.host}:{parsed.port or 'default port'}" if parsed.host else str(path)
         raise StorageError(

@@ -300,7 +300,7 @@ from sweep.config import load_study
 from sweep.objective import Objective
 from sweep.session import Session
 from sweep.storage import open_storage
-storage = open_storage(sys.argv[1], heartbeat_interval=1)
+storage = open_storage(sys.argv[1])
 study = optuna.load_study(study_name="tiny", storage=storage)
 config = load_study(Path(sys.argv[2]))
 objective = Objective(config, cache_dir=Path(sys.argv[3]), artifacts_dir=Path(sys.argv[4]))
@@ -320,7 +320,7 @@ def test_a_killed_worker_is_detected_and_its_trial_resumed(
 
     tiny_study.write_text(tiny_study.read_text().replace("epochs: {min: 1, max: 2}", "epochs: 3"))
     url = f"sqlite:///{tmp_path / 'hb.db'}"
-    storage = open_storage(url, heartbeat_interval=1)
+    storage = open_storage(url)
     study = optuna.create_study(storage=storage, study_name="tiny")
     artifacts = tmp_path / "artifacts"
     worker = subprocess.Popen(

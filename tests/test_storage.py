@@ -247,7 +247,7 @@ def test_several_processes_share_one_sqlite_file(tmp_path: Path) -> None:
 )
 def test_postgres_roundtrip() -> None:
     url = os.environ["SWEEP_TEST_POSTGRES_URL"]
-    storage = open_storage(url, heartbeat_interval=30)
+    storage = open_storage(url)
     name = f"test-{uuid.uuid4().hex[:8]}"
     try:
         assert storage.engine.pool.size() == 2
