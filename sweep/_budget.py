@@ -14,6 +14,13 @@ its next trial under a lock held by one worker at a time, across processes and m
 The lock is a PostgreSQL transaction-level advisory lock (released by the server when the
 transaction ends or the connection dies) or, for a SQLite file, an flock on a file beside it
 (released by the kernel when the process dies). Nothing stays locked after a crash.
+
+A claim is one transaction: the trial it creates or takes from the queue, marked with the claim's
+token, and the trial's first heartbeat are committed together. If the database goes away halfway
+the worker redoes the claim (sweep._resilient_storage); the redo first looks for a trial with its
+token, since the commit may have landed with only its answer lost. So an outage never leaves a
+RUNNING trial that no worker runs, and a queued trial is never taken twice or dropped. A worker
+killed right after its claim leaves a trial with a heartbeat: found lost, and retried.
 """
 
 from __future__ import annotations
@@ -21,15 +28,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import optuna
 import sqlalchemy
+import sqlalchemy.orm
+from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
 from sweep._worker_storage import WorkerStorage
@@ -37,7 +47,11 @@ from sweep.status import counts_towards_budget
 
 logger = logging.getLogger(__name__)
 
-Lock = Callable[[], contextlib.AbstractContextManager[Any]]
+# A claim's transaction: an ORM session whose transaction holds the study's claim lock and
+# commits when the block ends.
+Lock = Callable[[], contextlib.AbstractContextManager[sqlalchemy.orm.Session]]
+
+ATTR_CLAIM = "sweep:claim"  # trial system attribute: the token of the claim that took the trial
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,7 @@ class Claim:
     trial_id: int | None
     done: bool = False
     created: bool = False  # a new empty trial (else one taken from the queue)
+    number: int | None = None  # the trial's number, when known without a query
     counted: int = 0
     running: int = 0
 
@@ -58,52 +73,54 @@ def advisory_key(study_name: str) -> int:
 
 
 def budget_lock(rdb: optuna.storages.RDBStorage, study_name: str) -> Lock:
-    """A context-manager factory that serialises budget claims of `study_name` between workers."""
-    backend = rdb.engine.url.get_backend_name()
+    """A factory of claim transactions of `study_name`, one worker at a time (see `Lock`)."""
+    engine = rdb.engine
+    backend = engine.url.get_backend_name()
     if backend == "postgresql":
-        return _postgres_lock(rdb.engine, advisory_key(study_name))
-    if backend == "sqlite" and rdb.engine.url.database not in (None, "", ":memory:"):
-        return _file_lock(Path(f"{rdb.engine.url.database}.sweep-lock"))
+        return _postgres_lock(engine, advisory_key(study_name))
+    if backend == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        return _file_lock(engine, Path(f"{engine.url.database}.sweep-lock"))
     logger.warning(
         "no cross-process lock for %s storage: the trial budget is exact only within one process",
         backend,
     )
-    return in_process_lock()
+    return in_process_lock(engine)
 
 
 def _postgres_lock(engine: sqlalchemy.Engine, key: int) -> Lock:
     @contextlib.contextmanager
-    def lock() -> Iterator[None]:
-        # The lock lives as long as this transaction; commit or rollback (or a dropped
+    def lock() -> Iterator[sqlalchemy.orm.Session]:
+        # The lock lives as long as the transaction; commit or rollback (or a dropped
         # connection) releases it.
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-            yield
+        with sqlalchemy.orm.Session(engine) as session, session.begin():
+            session.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            yield session
 
     return lock
 
 
-def _file_lock(path: Path) -> Lock:
+def _file_lock(engine: sqlalchemy.Engine, path: Path) -> Lock:
     @contextlib.contextmanager
-    def lock() -> Iterator[None]:
+    def lock() -> Iterator[sqlalchemy.orm.Session]:
         with open(path, "a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
-                yield
+                with sqlalchemy.orm.Session(engine) as session, session.begin():
+                    yield session
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     return lock
 
 
-def in_process_lock() -> Lock:
-    """A lock for storages without a database to lock (in-memory studies): this process only."""
+def in_process_lock(engine: sqlalchemy.Engine) -> Lock:
+    """Claim transactions for a database without a lock to take: this process only."""
     mutex = threading.Lock()
 
     @contextlib.contextmanager
-    def lock() -> Iterator[None]:
-        with mutex:
-            yield
+    def lock() -> Iterator[sqlalchemy.orm.Session]:
+        with mutex, sqlalchemy.orm.Session(engine) as session, session.begin():
+            yield session
 
     return lock
 
@@ -111,16 +128,29 @@ def in_process_lock() -> Lock:
 _ALWAYS_COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def claim_trial(storage: WorkerStorage, study_id: int, n_trials: int, lock: Lock) -> Claim:
+def claim_trial(
+    storage: WorkerStorage,
+    study_id: int,
+    n_trials: int,
+    lock: Lock,
+    token: str,
+    *,
+    redo: bool = False,
+) -> Claim:
     """Decide, under the lock, whether this worker may start a trial, and create or take it.
 
-    `storage` must not retry by itself: if the database goes away halfway, the whole claim is
-    redone under a new lock (the caller retries it).
+    `token`: unique to this claim, the same when it is redone; `redo`: an earlier try of this
+    claim failed, and may have committed. `storage` must not retry by itself: if the database
+    goes away halfway, the caller redoes the whole claim.
     """
     # Held by one worker at a time: keep it short. COMPLETE and PRUNED trials count by their
     # state alone; only FAILed ones need their end reason, and those are rare.
-    with lock():
-        active = storage.states(study_id)
+    with lock() as session:
+        if redo:
+            mine = _claimed_by(session, study_id, token)
+            if mine is not None:
+                return Claim(mine)
+        active = storage.states(study_id, session)
         counted = sum(1 for _, _, state in active if state in _ALWAYS_COUNTED)
         failed = {tid for tid, _, state in active if state == TrialState.FAIL}
         counted += sum(
@@ -139,10 +169,63 @@ def claim_trial(storage: WorkerStorage, study_id: int, n_trials: int, lock: Lock
             (number, tid) for tid, number, state in active if state == TrialState.WAITING
         )
         for _, trial_id in waiting:
-            try:
-                if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                    return Claim(trial_id, counted=counted, running=running)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue
-        trial_id = storage.create_new_trial(study_id)
-        return Claim(trial_id, created=True, counted=counted, running=running)
+            if _take_waiting(session, trial_id, token):
+                return Claim(trial_id, counted=counted, running=running)
+        trial_id, number = _create_running(session, study_id, token)
+        return Claim(trial_id, created=True, number=number, counted=counted, running=running)
+
+
+def _claimed_by(session: sqlalchemy.orm.Session, study_id: int, token: str) -> int | None:
+    """The RUNNING trial that an earlier try of the claim `token` committed, if any."""
+    trials, attrs = models.TrialModel, models.TrialSystemAttributeModel
+    return session.execute(
+        sqlalchemy.select(trials.trial_id)
+        .join(attrs, attrs.trial_id == trials.trial_id)
+        .where(
+            trials.study_id == study_id,
+            trials.state == TrialState.RUNNING,
+            attrs.key == ATTR_CLAIM,
+            attrs.value_json == json.dumps(token),
+        )
+    ).scalar()
+
+
+def _take_waiting(session: sqlalchemy.orm.Session, trial_id: int, token: str) -> bool:
+    """Move a queued trial to RUNNING for this claim; False if another worker took it first."""
+    trials = models.TrialModel.__table__
+    taken = session.execute(
+        sqlalchemy.update(trials)
+        .where(trials.c.trial_id == trial_id, trials.c.state == TrialState.WAITING)
+        .values(state=TrialState.RUNNING, datetime_start=datetime.now())
+    ).rowcount
+    if taken != 1:
+        return False
+    _mark_claimed(session, trial_id, token)
+    return True
+
+
+def _create_running(session: sqlalchemy.orm.Session, study_id: int, token: str) -> tuple[int, int]:
+    """A new RUNNING trial for this claim: (trial id, number)."""
+    # Optuna numbers a trial by counting the trials created before it, under a row lock on
+    # the study (other writers, such as `enqueue`, take the same lock).
+    models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+    trial = models.TrialModel(
+        study_id=study_id, number=None, state=TrialState.RUNNING, datetime_start=datetime.now()
+    )
+    session.add(trial)
+    session.flush()
+    trial.number = trial.count_past_trials(session)
+    _mark_claimed(session, trial.trial_id, token)
+    return trial.trial_id, trial.number
+
+
+def _mark_claimed(session: sqlalchemy.orm.Session, trial_id: int, token: str) -> None:
+    session.add(
+        models.TrialSystemAttributeModel(
+            trial_id=trial_id, key=ATTR_CLAIM, value_json=json.dumps(token)
+        )
+    )
+    # The first heartbeat, in the same transaction: a worker killed before its trial starts
+    # leaves a trial that the others find lost (and retry), not one that stays RUNNING.
+    session.add(models.TrialHeartbeatModel(trial_id=trial_id))
+    session.flush()

@@ -109,8 +109,9 @@ class DelegatingStorage(BaseStorage):
         return self._forward("get_all_studies")
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
-        # A retry after a commit whose answer was lost leaves an extra RUNNING trial that no
-        # worker owns; the lost-trial check (sweep.heartbeat) fails such orphans.
+        # (Workers claim their trials without this: see sweep._budget.) A retry after a commit
+        # whose answer was lost leaves an extra trial; the lost-trial check (sweep.heartbeat)
+        # fails a RUNNING one that no worker owns as an orphan.
         return self._forward("create_new_trial", study_id, template_trial)
 
     def set_trial_param(

@@ -30,8 +30,10 @@ from typing import Any
 
 import optuna
 import sqlalchemy
+import sqlalchemy.orm
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage
+from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
@@ -57,15 +59,15 @@ class WorkerStorage(DelegatingStorage):
 
     # -- what a worker runs ----------------------------------------------------------------------
 
-    def own(self, study_id: int, trial_id: int, *, new: bool = False) -> None:
+    def own(self, study_id: int, trial_id: int, *, number: int | None = None) -> None:
         """This worker runs `trial_id` from now on: keep its copy here, written through.
 
-        `new`: the trial was just created empty by this worker, so only its number is read
-        (a queued trial is read whole: it comes with parameters and attributes).
+        `number`: given for a trial this worker just created empty, which needs no read (a
+        queued trial is read whole: it comes with parameters and attributes).
         """
-        if new:
+        if number is not None:
             trial = FrozenTrial(
-                number=self.rdb.get_trial_number_from_id(trial_id),
+                number=number,
                 state=TrialState.RUNNING,
                 value=None,
                 values=None,
@@ -83,26 +85,28 @@ class WorkerStorage(DelegatingStorage):
         with self._lock:
             self._owned[trial_id] = trial
             self._owner_study[trial_id] = study_id
+        if isinstance(self.inner, _CachedStorage):
+            # What Optuna's cache does for a trial it creates itself: its writes of parameters
+            # look the trial up there.
+            with self.inner._lock:
+                self.inner._studies.setdefault(study_id, _StudyInfo())
+                self.inner._add_trials_to_cache(study_id, [copy.deepcopy(trial)])
 
-    def states(self, study_id: int) -> list[tuple[int, int, TrialState]]:
+    def states(
+        self, study_id: int, session: sqlalchemy.orm.Session | None = None
+    ) -> list[tuple[int, int, TrialState]]:
         """(trial id, number, state) of every trial of the study: one small query, one snapshot
-        (two queries could see a trial finish in between and miss it in both)."""
-        session = self.rdb.scoped_session()
-        try:
-            rows = (
-                session.query(
-                    models.TrialModel.trial_id, models.TrialModel.number, models.TrialModel.state
-                )
-                .filter(models.TrialModel.study_id == study_id)
-                .all()
-            )
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
-        return [(row[0], row[1], row[2]) for row in rows]
+        (two queries could see a trial finish in between and miss it in both).
+
+        `session`: read within that session's transaction (else in a short one of its own).
+        """
+        query = sqlalchemy.select(
+            models.TrialModel.trial_id, models.TrialModel.number, models.TrialModel.state
+        ).where(models.TrialModel.study_id == study_id)
+        if session is not None:
+            return [(row[0], row[1], row[2]) for row in session.execute(query)]
+        with self.rdb.engine.connect() as connection:
+            return [(row[0], row[1], row[2]) for row in connection.execute(query)]
 
     def finished_trials(
         self,

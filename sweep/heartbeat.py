@@ -45,16 +45,25 @@ def grace_period(interval: float) -> float:
 class Heartbeat:
     """Context manager: refresh `trial_id`'s heartbeat every `interval` s while inside."""
 
-    def __init__(self, storage: optuna.storages.RDBStorage, trial_id: int, interval: float) -> None:
+    def __init__(
+        self,
+        storage: optuna.storages.RDBStorage,
+        trial_id: int,
+        interval: float,
+        *,
+        beat_now: bool = True,
+    ) -> None:
         self.storage = storage
         self.trial_id = trial_id
         self.interval = interval
+        self.beat_now = beat_now  # False: the first beat is already written
         self.failures = 0  # beats that could not be written (the database was away)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sweep-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
-        self._beat()  # the first one now: a trial without a row could never be found lost
+        if self.beat_now:  # a trial without a heartbeat row could never be found lost
+            self._beat()
         self._thread.start()
         return self
 

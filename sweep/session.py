@@ -204,13 +204,26 @@ class Session:
                     max_retries=self.max_retries,
                 )
             )
-        claim = self.storage.call(
-            claim_trial, self._worker_storage, self.study._study_id, self.n_trials, self._lock
-        )
+        token = uuid.uuid4().hex
+        tries = 0
+
+        def claim_once() -> Claim:
+            nonlocal tries
+            tries += 1
+            return claim_trial(
+                self._worker_storage,
+                self.study._study_id,
+                self.n_trials,
+                self._lock,
+                token,
+                redo=tries > 1,
+            )
+
+        claim = self.storage.call(claim_once)
         if claim.trial_id is not None:
             self.storage.call(
                 lambda: self._worker_storage.own(
-                    self.study._study_id, claim.trial_id, new=claim.created
+                    self.study._study_id, claim.trial_id, number=claim.number
                 )
             )
         return claim
@@ -224,7 +237,8 @@ class Session:
         value: float | None = None
         state = TrialState.FAIL
         preempted = False
-        heartbeat = Heartbeat(self._rdb, trial_id, self.heartbeat_interval)
+        # (The claim wrote the first beat.)
+        heartbeat = Heartbeat(self._rdb, trial_id, self.heartbeat_interval, beat_now=False)
         heartbeat.__enter__()
         try:
             try:

@@ -174,7 +174,7 @@ def test_first_intermediate_values_are_written_once_and_only_while_running(
     study = optuna.create_study(storage=rdb, study_name="s")
     storage = WorkerStorage(study._storage, rdb)
     trial_id = storage.create_new_trial(study._study_id)
-    storage.own(study._study_id, trial_id, new=True)
+    storage.own(study._study_id, trial_id)
     assert storage.get_trial(trial_id).number == 0
 
     storage.set_trial_intermediate_value(trial_id, 1, 0.5)
@@ -189,4 +189,40 @@ def test_first_intermediate_values_are_written_once_and_only_while_running(
     assert storage.set_trial_state_values(trial_id, TrialState.FAIL)
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         storage._insert_intermediate_value(trial_id, 4, 1.0)
+    close_storage(rdb)
+
+
+def test_a_redone_claim_finds_the_trial_its_lost_commit_took(tmp_path: Path) -> None:
+    """The database went away after a claim committed but before the worker heard back: the
+    redo takes the same trial instead of leaving it RUNNING with no worker."""
+    from sweep._budget import budget_lock, claim_trial
+    from sweep._worker_storage import WorkerStorage
+
+    rdb = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    study = optuna.create_study(storage=rdb, study_name="s")
+    study.enqueue_trial({"x": 1.0})
+    storage = WorkerStorage(study._storage, rdb)
+    lock = budget_lock(rdb, "s")
+    study_id = study._study_id
+
+    taken = claim_trial(storage, study_id, 5, lock, "first")  # takes the queued trial
+    assert claim_trial(storage, study_id, 5, lock, "first", redo=True).trial_id == taken.trial_id
+    created = claim_trial(storage, study_id, 5, lock, "second")
+    assert created.created and created.trial_id != taken.trial_id
+    redone = claim_trial(storage, study_id, 5, lock, "second", redo=True)
+    assert redone.trial_id == created.trial_id
+    # A token no try committed claims anew.
+    other = claim_trial(storage, study_id, 5, lock, "third", redo=True)
+    assert other.trial_id not in (taken.trial_id, created.trial_id)
+
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.RUNNING] * 3
+    assert [t.number for t in trials] == [0, 1, 2]
+    # Each claimed trial has its first heartbeat: its worker dying now gets it found lost.
+    rdb.heartbeat_interval = 1
+    time.sleep(1.1)  # (SQLite's timestamps have whole seconds)
+    stale_after_grace = reap_lost_trials(study, rdb, grace=0.0)
+    assert sorted(stale_after_grace) == [0, 1, 2]
+    reasons = [t.user_attrs["end_reason"] for t in study.get_trials(deepcopy=False)[:3]]
+    assert reasons == ["worker-lost"] * 3  # (not "orphan": those are not retried)
     close_storage(rdb)
