@@ -1,0 +1,250 @@
+"""Search that spends less compute: sweep's default search against random search (issue 7).
+
+    python benchmarks/search.py --data ../shared/data/sst2 --limit-train 8000 --seeds 5
+    python benchmarks/search.py --build-table PATH --data ../shared/data/sst2 --limit-train 8000
+
+Both sides search the space of studies/sst2.yaml — learning rate (log range 1e-4..3e-3), batch
+size (16, 32, 64), epochs (1..4) and model size (nano, micro, mini) — for the same number of
+trials, one worker each:
+  default  the sampler and pruner sweep builds from a study config that names neither
+           (sweep.space.make_sampler / make_pruner: TPE multivariate + Hyperband over epochs)
+  random   the same config with `sampler: random` and `pruner: none`
+Per seed, random search's final best validation loss is the target; time_to_target_ratio is the
+training seconds the default spent until its first complete trial reached that target, divided
+by all the seconds random search spent. Averaged over the seeds (0..N-1); target: <= 0.4. It is
+null when the default missed the target on some seed: `seeds_reached` says on how many it made
+it, and `time_to_target_ratio_lower_bound` counts a miss as all the seconds that seed spent.
+Prints one JSON line: the ratio, each side's final best, compute, and per-seed figures with the
+best-so-far curves as [cumulative training seconds, best val_loss] points. `--curves FILE`
+writes every replayed trial.
+
+How it avoids a hundred real fine-tunes per seed (as Syne Tune's simulator and tabular
+benchmarks do): the space is discretised — `--lrs` learning rates (the log-space centres of equal
+bins of the range) x the batch sizes x the model sizes — and `--build-table` fine-tunes every
+configuration ONCE, for the largest epochs value (4), with sweep's own data loading, model ladder
+and training loop, storing each epoch's validation loss, accuracy and wall seconds (training +
+evaluation) in a JSON table (rewritten after every configuration: a stopped build goes on where it
+stopped). The replay then runs real Optuna studies against the table: a trial's learning rate is
+snapped to its bin's grid value, a trial with epochs=k reads the first k epochs of its row, and
+its cost is the sum of the seconds of the epochs it actually ran before completing or being
+pruned. Replays are deterministic for a seed.
+
+Known simplification: the learning rate decays linearly to 0 over a run's own epochs (after 10%
+warm-up), so a real 2-epoch trial ends with a decayed learning rate, while its replay is the first
+2 epochs of a 4-epoch run whose learning rate is still high. Replayed values are exact for trials
+that sample epochs=4 (pruned or not) and approximate for shorter ones, which look somewhat worse
+than they would train, on both sides alike. Training every epochs value separately would remove
+this at 2.5x the build's compute (1+2+3+4 epochs instead of 4), which does not fit a GPU
+session's 10 minutes, so the table does not.
+
+The table lives outside the repository: by default $SWEEP_CACHE_DIR/benchmarks/ (else
+~/.cache/sweep/benchmarks/), named after the data, --limit-train and --max-length. It records how
+it was made: data path and content hash, rows, settings, device, versions, host, dates, command.
+benchmarks/gpu_search_table.sh builds the full table on a GPU and replays it in one go.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from _search_table import (
+    BATCH_SIZES,
+    LR_RANGE,
+    MAX_EPOCHS,
+    MAX_LENGTH,
+    MODEL_SIZES,
+    TableError,
+    TableSpec,
+    build_table,
+    default_table_path,
+    load_table,
+    missing_configs,
+)
+
+from sweep.errors import SweepError
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _range(text: str) -> tuple[float, float]:
+    low, high = (float(v) for v in text.split(","))
+    return low, high
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="folder with train.csv and "
+        "validation.csv (default: ../shared/data/sst2 beside the repository)",
+    )
+    p.add_argument("--limit-train", type=int, default=8000, help="train rows (stratified)")
+    p.add_argument("--max-length", type=int, default=MAX_LENGTH, help="tokens per text")
+    p.add_argument(
+        "--table",
+        type=Path,
+        default=None,
+        help="table to replay (default: the one for --data/--limit-train/--max-length)",
+    )
+    p.add_argument("--seeds", type=int, default=5, help="replay seeds 0..N-1")
+    p.add_argument("--trials", type=int, default=50, help="trials per side and seed")
+    p.add_argument("--curves", type=Path, default=None, help="write every replayed trial here")
+    build = p.add_argument_group("building a table (real fine-tunes)")
+    build.add_argument(
+        "--build-table",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="fine-tune the grid into PATH (resumes a stopped build)",
+    )
+    build.add_argument("--sizes", type=_names, default=MODEL_SIZES, help="model sizes, a,b,c")
+    build.add_argument("--batch-sizes", type=_ints, default=BATCH_SIZES, help="e.g. 16,32,64")
+    build.add_argument("--lr-range", type=_range, default=LR_RANGE, help="low,high (log range)")
+    build.add_argument("--lrs", type=int, default=4, help="learning rates in the grid")
+    build.add_argument("--epochs", type=int, default=MAX_EPOCHS, help="epochs per fine-tune")
+    build.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if any)")
+    build.add_argument("--cache-dir", type=Path, default=None, help="sweep's tokenizer cache")
+    build.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=None,
+        help="start no new configuration after this many seconds",
+    )
+    args = p.parse_args(argv)
+    if args.seeds < 1 or args.trials < 1:
+        p.error("--seeds and --trials must be >= 1")
+    return args
+
+
+def build_command(args: argparse.Namespace, path: Path) -> str:
+    """The command that builds (or resumes) the table the replay looked for."""
+    return (
+        f"python benchmarks/search.py --build-table {path} --data {args.data}"
+        f" --limit-train {args.limit_train} --max-length {args.max_length}"
+    )
+
+
+def run_build(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    """Build or resume the table; returns the JSON line's content."""
+    spec = TableSpec(
+        data_dir=args.data,
+        limit_train=args.limit_train,
+        max_length=args.max_length,
+        model_sizes=args.sizes,
+        batch_sizes=args.batch_sizes,
+        lr_range=args.lr_range,
+        n_lrs=args.lrs,
+        epochs=args.epochs,
+    )
+    table = build_table(
+        args.build_table,
+        spec,
+        device=args.device,
+        cache_dir=args.cache_dir,
+        budget_seconds=args.budget_seconds,
+        command=["python", "benchmarks/search.py", *argv],
+    )
+    return {
+        "benchmark": "search-table",
+        "table": str(args.build_table),
+        "rows": len(table["rows"]),
+        "missing": len(missing_configs(table)),
+        "device": table["made"]["device"],
+        "build_seconds": table["made"]["build_seconds"],
+    }
+
+
+def run_replay(args: argparse.Namespace) -> dict[str, Any]:
+    """Replay both sides for every seed; returns the JSON line's content."""
+    from _search_replay import check_complete, compare, replay, summarize, table_best
+
+    path = args.table or default_table_path(args.data, args.limit_train, args.max_length)
+    if not path.exists():
+        raise TableError(
+            f"no search table at {path}; build one with: {build_command(args, path)}"
+            " (hours on a CPU, minutes on a GPU: benchmarks/gpu_search_table.sh)"
+        )
+    table = load_table(path)
+    check_complete(table, str(path))
+    runs = {
+        seed: {side: replay(table, side, seed, args.trials) for side in ("default", "random")}
+        for seed in range(args.seeds)
+    }
+    per_seed = [compare(r["default"], r["random"]) for r in runs.values()]
+    if args.curves is not None:
+        args.curves.write_text(
+            json.dumps(
+                {
+                    str(seed): {side: [asdict(t) for t in run.trials] for side, run in r.items()}
+                    for seed, r in runs.items()
+                }
+            )
+            + "\n"
+        )
+    made = table["made"]
+    return {
+        "benchmark": "search",
+        **summarize(per_seed),
+        "target": 0.4,
+        "trials": args.trials,
+        "seeds": args.seeds,
+        "table": str(path),
+        "table_made": {
+            k: made.get(k)
+            for k in (
+                "data",
+                "train_rows",
+                "validation_rows",
+                "limit_train",
+                "max_length",
+                "device",
+                "versions",
+                "updated",
+                "build_seconds",
+            )
+        },
+        "grid": table["grid"],
+        "table_best": table_best(table),
+        "per_seed": per_seed,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, then build a table or replay one; prints one JSON line. A table that is missing,
+    incomplete or does not fit the build is one `error:` line on stderr and exit code 2."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    try:
+        out = run_build(args, argv) if args.build_table is not None else run_replay(args)
+    except (TableError, SweepError) as exc:
+        # A missing table or bad data is the user's to fix: one line, no traceback.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "stopped; the table keeps every finished configuration: run again to go on",
+            file=sys.stderr,
+        )
+        return 130
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
