@@ -28,6 +28,7 @@ from sweep._cli_common import (
     _setup_logging,
     _user_errors,
 )
+from sweep.cli_confirm import register as register_confirm
 from sweep.cli_launch import register as register_launch
 from sweep.cli_report import register as register_report
 from sweep.cli_run import register as register_run
@@ -228,6 +229,7 @@ def best(
 
 
 # Commands that live in modules of their own.
+register_confirm(app)
 register_report(app)
 register_launch(app)
 

@@ -1,0 +1,656 @@
+"""`sweep confirm`: re-run the best configurations of a study with new seeds, and say which one
+wins once the seed-to-seed noise is counted.
+
+Where the runs go. Into a companion study, ``NAME.confirm``, in the same storage, never into
+NAME: everything that reads NAME (its sampler, the `--trials` budget, `sweep best`, status,
+reports, kept models) counts its COMPLETE trials, so a lucky seed would become the sweep's
+best, TPE would learn from repeats, and the budget would shrink. The companion leaves NAME
+exactly as it was, and its runs are ordinary trials that `sweep status NAME.confirm` and
+`sweep report` show. Each run records the configuration it repeats (`confirm_key`, the
+parameters as JSON; `confirm_source_trial`) and its `seed`, so running `confirm` again reuses
+the finished runs and trains only what is missing (after Ctrl-C, or with a larger --seeds).
+
+Which seeds. A configuration's original trial trained with seed s (the study's seed); its
+confirmation runs use s+1, s+2, ... (skipping any seed it already has). The plan is a function of
+the study and --seeds alone, so it is found again next time, and every configuration gets the
+same new seeds: like is compared with like. Only the training seed changes (initialisation,
+dropout, batch order); the data split is the study's, so what is measured is training noise.
+
+Which one wins. Configurations are ranked by the mean of the metric over all their runs (the
+original plus the new seeds). The best mean wins *clearly* when Welch's t-test (two-sided, no
+equal-variance assumption) says its difference from every other configuration is unlikely to be
+noise: p < 0.05. Otherwise the configurations with p >= 0.05 are *tied* with it. With 4 runs
+each this test only sees large leads; that is the honest answer for 4 runs. The original run was
+selected for being good, so it flatters its configuration a little (the winner's curse): the
+per-seed values are in the JSON output for anyone who wants the new seeds alone.
+
+The runs themselves are ordinary trials of sweep.objective.Objective (the same fine-tune, the
+same recorded attributes), with a NopPruner (a confirmation run always trains all its epochs) and
+no kept models. Ctrl-C fails the running one as `interrupted` (never left RUNNING); a process
+killed outright leaves a RUNNING trial that the next `confirm` recognises as dead (its process
+is gone, or its heartbeats stopped) and runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep import __version__
+from sweep.errors import ConfigError, DataError, StorageError
+from sweep.heartbeat import DEFAULT_INTERVAL_S, Heartbeat, grace_period
+from sweep.objective import InterruptGate, Objective, TrialFailed, TrialPreempted, worker_id
+from sweep.status import (
+    ATTR_CONFIG,
+    ATTR_DATA_HASH,
+    ATTR_DATA_SOURCE,
+    ATTR_LABEL_NAMES,
+    ATTR_METRIC,
+    ATTR_SIGNATURE,
+    ATTR_SWEEP_VERSION,
+    counts_towards_budget,
+    fmt_number,
+)
+
+logger = logging.getLogger(__name__)
+
+SUFFIX = ".confirm"  # the companion study of NAME is NAME.confirm
+ALPHA = 0.05  # Welch's t-test level below which a lead is larger than the noise
+# On the companion study: {"study": NAME, "space_signature": ..., "data_content_hash": ...}.
+ATTR_CONFIRM_OF = "confirm_of"
+ATTR_KEY = "confirm_key"  # on a run: the configuration it repeats (its parameters as JSON)
+ATTR_SOURCE_TRIAL = "confirm_source_trial"  # on a run: the original trial's number
+_SEEDS = 2**32  # StudyConfig.seed's range
+
+
+def companion_name(name: str) -> str:
+    """The name of the study that holds NAME's confirmation runs."""
+    return name + SUFFIX
+
+
+def config_key(params: dict[str, Any]) -> str:
+    """A configuration's identity: its parameters as sorted JSON."""
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def metric_value(trial: FrozenTrial) -> float | None:
+    """The trial's metric (its first objective), None when missing or not finite."""
+    if trial.state != TrialState.COMPLETE or not trial.values:
+        return None
+    value = trial.values[0]
+    return float(value) if math.isfinite(value) else None
+
+
+@dataclass
+class Run:
+    """One fine-tune of a configuration: the original trial, or a confirmation run."""
+
+    seed: int
+    value: float | None  # None: the run failed (nan-loss, error) or is not done
+    source: str  # "original" | "reused" (done by an earlier confirm) | "new"
+    trial: int  # its number, in the original study or in the companion
+    state: str = "COMPLETE"
+
+
+@dataclass
+class Candidate:
+    """A configuration among the top ones, with its runs."""
+
+    rank: int  # by the original value: 1 is the sweep's best
+    key: str
+    trial: int  # the best original trial of this configuration
+    params: dict[str, Any]
+    distributions: dict[str, BaseDistribution]
+    base_seed: int
+    runs: list[Run] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)  # the confirmation seeds of this plan
+
+
+@dataclass
+class Plan:
+    """What `confirm` will do, decided before anything is written."""
+
+    study: optuna.Study
+    config: Any  # StudyConfig
+    metric: str
+    minimize: bool
+    top: int
+    seeds: int
+    candidates: list[Candidate]
+    todo: list[tuple[Candidate, int]]  # (configuration, seed) still to run
+    reused: int
+    companion: str
+    companion_exists: bool
+    dead: list[FrozenTrial]  # RUNNING companion trials whose process is gone
+    unfinished: int  # trials of the study still running or queued: the top may change
+
+
+def select_top(
+    trials: Sequence[FrozenTrial], *, minimize: bool, top: int, default_seed: int
+) -> list[Candidate]:
+    """The `top` best distinct configurations among the COMPLETE trials, best first.
+
+    Trials with the same parameters are one configuration (an enqueued point sampled again, a
+    retry); its original runs are one per seed, the best-ranked trial of each seed.
+    """
+    sign = 1.0 if minimize else -1.0
+    scored = [(value, t) for t in trials if (value := metric_value(t)) is not None]
+    scored.sort(key=lambda pair: (sign * pair[0], pair[1].number))
+    chosen: dict[str, Candidate] = {}
+    for value, trial in scored:
+        key = config_key(trial.params)
+        seed = int(trial.user_attrs.get("seed", default_seed))
+        candidate = chosen.get(key)
+        if candidate is None:
+            if len(chosen) == top:
+                continue  # full; later trials may still add seeds of the chosen ones
+            candidate = chosen[key] = Candidate(
+                rank=len(chosen) + 1,
+                key=key,
+                trial=trial.number,
+                params=dict(trial.params),
+                distributions=dict(trial.distributions),
+                base_seed=seed,
+            )
+        if all(run.seed != seed for run in candidate.runs):
+            candidate.runs.append(Run(seed, value, "original", trial.number))
+    return list(chosen.values())
+
+
+def new_seeds(candidate: Candidate, count: int) -> list[int]:
+    """`count` seeds after the configuration's own, skipping those its original runs used."""
+    used = {run.seed for run in candidate.runs if run.source == "original"}
+    seeds: list[int] = []
+    step = 1
+    while len(seeds) < count:
+        seed = (candidate.base_seed + step) % _SEEDS
+        if seed not in used:
+            seeds.append(seed)
+        step += 1
+    return seeds
+
+
+def _process_alive(worker: str | None, started: Any) -> bool | None:
+    """Whether the `host:pid` that started a run still runs it; None if it is on another host."""
+    import psutil
+
+    host, _, pid_text = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.Error:
+        return False
+    # A pid that was reused by a newer process is not the run's process.
+    return started is None or created <= started.timestamp() + 1.0
+
+
+def _split_running(
+    rdb: optuna.storages.RDBStorage, companion: optuna.Study
+) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    """The companion's RUNNING trials as (live, dead).
+
+    On this host the process is asked directly; a run on another host is dead when its
+    heartbeats stopped for the grace period (sweep.heartbeat's rule).
+    """
+    running = companion.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return [], []
+    rdb.heartbeat_interval = DEFAULT_INTERVAL_S
+    rdb.grace_period = grace_period(DEFAULT_INTERVAL_S)
+    stale = set(rdb._get_stale_trial_ids(companion._study_id))
+    live, dead = [], []
+    for trial in running:
+        alive = _process_alive(trial.user_attrs.get("worker"), trial.datetime_start)
+        if alive is None:
+            alive = trial._trial_id not in stale
+        (live if alive else dead).append(trial)
+    return live, dead
+
+
+def _load_config(study: optuna.Study) -> Any:
+    from pydantic import ValidationError
+
+    from sweep.config import StudyConfig
+
+    resolved = study.user_attrs.get(ATTR_CONFIG)
+    if resolved is None:
+        raise StorageError(f"study {study.study_name!r} was not created by sweep: no stored config")
+    try:
+        return StudyConfig.model_validate(resolved)
+    except ValidationError as e:
+        raise StorageError(
+            f"study {study.study_name!r}: stored config no longer valid ({e.errors()[0]['msg']})"
+        ) from None
+
+
+def check_options(top: int, seeds: int) -> None:
+    """ConfigError unless --top and --seeds are at least 1."""
+    if top < 1:
+        raise ConfigError(f"--top must be at least 1, got {top}")
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+
+
+def is_companion(name: str, names: Sequence[str]) -> bool:
+    """Whether study `name` looks like the confirmation study of another study in `names`."""
+    return name.endswith(SUFFIX) and name.removesuffix(SUFFIX) in names
+
+
+def plan_confirm(
+    storage: optuna.storages.RDBStorage, study: optuna.Study, *, top: int, seeds: int
+) -> Plan:
+    """Decide what to run, reading only; every mistake raises a SweepError before any write."""
+    check_options(top, seeds)
+    name = study.study_name
+    linked = study.user_attrs.get(ATTR_CONFIRM_OF)
+    if isinstance(linked, dict) and linked.get("study"):
+        raise ConfigError(
+            f"study {name!r} holds the confirmation runs of {linked['study']!r}; "
+            f"run sweep confirm {linked['study']}"
+        )
+    config = _load_config(study)
+    minimize = study.directions[0] == optuna.study.StudyDirection.MINIMIZE
+    trials = study.get_trials(deepcopy=False)
+    candidates = select_top(trials, minimize=minimize, top=top, default_seed=config.seed)
+    if not candidates:
+        raise StorageError(f"study {name!r} has no complete trial to confirm")
+
+    companion = companion_name(name)
+    exists = any(s.study_name == companion for s in storage.get_all_studies())
+    done: dict[tuple[str, int], FrozenTrial] = {}
+    dead: list[FrozenTrial] = []
+    if exists:
+        other = optuna.load_study(study_name=companion, storage=storage)
+        _check_companion(study, other)
+        live, dead = _split_running(storage, other)
+        if live:
+            trial = live[0]
+            raise ConfigError(
+                f"another sweep confirm is running on {name!r} (trial {trial.number} of "
+                f"{companion}, worker {trial.user_attrs.get('worker', 'unknown')}); "
+                "wait for it to finish"
+            )
+        for trial in other.get_trials(deepcopy=False):
+            key, seed = trial.user_attrs.get(ATTR_KEY), trial.user_attrs.get("seed")
+            # Done: complete, or failed because of the configuration (nan-loss, an error), which
+            # would fail again. Interrupted and lost runs are run again.
+            if key is not None and seed is not None and counts_towards_budget(trial):
+                done.setdefault((key, int(seed)), trial)
+
+    todo: list[tuple[Candidate, int]] = []
+    reused = 0
+    for candidate in candidates:
+        candidate.seeds = new_seeds(candidate, seeds)
+        for seed in candidate.seeds:
+            found = done.get((candidate.key, seed))
+            if found is None:
+                todo.append((candidate, seed))
+                continue
+            reused += 1
+            candidate.runs.append(
+                Run(seed, metric_value(found), "reused", found.number, found.state.name)
+            )
+    return Plan(
+        study=study,
+        config=config,
+        metric=str(study.user_attrs.get(ATTR_METRIC) or config.metric.name),
+        minimize=minimize,
+        top=top,
+        seeds=seeds,
+        candidates=candidates,
+        todo=todo,
+        reused=reused,
+        companion=companion,
+        companion_exists=exists,
+        dead=dead,
+        unfinished=sum(1 for t in trials if not t.state.is_finished()),
+    )
+
+
+def _check_companion(study: optuna.Study, companion: optuna.Study) -> None:
+    """The companion must hold runs of this very study: same space, same data."""
+    linked = companion.user_attrs.get(ATTR_CONFIRM_OF)
+    hint = (
+        f"remove it (optuna delete-study --study-name {companion.study_name} --storage URL) "
+        "or rename the study"
+    )
+    if not isinstance(linked, dict) or linked.get("study") != study.study_name:
+        raise StorageError(
+            f"study {companion.study_name!r} exists but does not hold sweep confirm runs of "
+            f"{study.study_name!r}; {hint}"
+        )
+    for attr, what in ((ATTR_SIGNATURE, "search space"), (ATTR_DATA_HASH, "data")):
+        if linked.get(attr) != study.user_attrs.get(attr):
+            raise StorageError(
+                f"{companion.study_name!r} holds confirmation runs of an earlier "
+                f"{study.study_name!r} with another {what}; {hint}"
+            )
+
+
+def check_data(plan: Plan, cache_dir: Path) -> None:
+    """Load and tokenize the data the runs need; DataError if it changed since the sweep."""
+    from sweep.models import PretrainedModel
+    from sweep.space import suggest_params
+    from sweep.trial import model_spec_for, prepare_data, text_data
+
+    spec = plan.config.data_spec()
+    recorded = plan.study.user_attrs.get(ATTR_DATA_HASH)
+    current = text_data(spec).content_hash
+    if recorded is not None and recorded != current:
+        raise DataError(
+            f"the data of study {plan.study.study_name!r} changed since the sweep "
+            f"({plan.study.user_attrs.get(ATTR_DATA_SOURCE)}: hash {current[:12]} != "
+            f"{recorded[:12]}); new seeds would not be comparable with the original runs"
+        )
+    models = plan.config.model_specs()
+    seen: set[Any] = set()
+    for candidate, _ in plan.todo:
+        # FixedTrial replays the parameters through the sweep's own suggest_params, which also
+        # fills in fixed ones (a single model_size is not a searched parameter).
+        size = suggest_params(optuna.trial.FixedTrial(candidate.params), plan.config).model_size
+        model = model_spec_for(size, models)
+        key = model.source if isinstance(model, PretrainedModel) else None
+        if key not in seen:
+            seen.add(key)
+            prepare_data(spec, model, cache_dir)
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What `run_confirm` did."""
+
+    ran: int = 0  # runs that finished here (complete or failed)
+    interrupted: bool = False  # Ctrl-C: the rest of the plan was not run
+
+
+# (index from 1, total, configuration, seed): a run starts; then the same with the finished run.
+OnRunStart = Callable[[int, int, Candidate, int], None]
+OnRunEnd = Callable[[int, int, Candidate, Run], None]
+
+
+def _open_companion(storage: optuna.storages.RDBStorage, plan: Plan) -> optuna.Study:
+    """Create the companion study (or load it): same directions, no pruning, links to NAME."""
+    # A random sampler: every parameter of a run is given, nothing is ever sampled.
+    kwargs: dict[str, Any] = {
+        "sampler": optuna.samplers.RandomSampler(seed=0),
+        "pruner": optuna.pruners.NopPruner(),  # a confirmation run trains all its epochs
+    }
+    if not plan.companion_exists:
+        try:
+            companion = optuna.create_study(
+                storage=storage,
+                study_name=plan.companion,
+                directions=plan.study.directions,
+                **kwargs,
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another confirm created it a moment ago
+        else:
+            attrs = plan.study.user_attrs
+            # The config, metric and data attrs make `sweep status/report` read it like any
+            # study; the space signature is left out on purpose: `sweep run --name NAME.confirm`
+            # then refuses to add sampled trials to it.
+            for key in (ATTR_CONFIG, ATTR_METRIC, ATTR_DATA_HASH, ATTR_DATA_SOURCE):
+                if key in attrs:
+                    companion.set_user_attr(key, attrs[key])
+            companion.set_user_attr(ATTR_LABEL_NAMES, attrs.get(ATTR_LABEL_NAMES))
+            companion.set_user_attr(ATTR_SWEEP_VERSION, __version__)
+            companion.set_user_attr(
+                ATTR_CONFIRM_OF,
+                {
+                    "study": plan.study.study_name,
+                    ATTR_SIGNATURE: attrs.get(ATTR_SIGNATURE),
+                    ATTR_DATA_HASH: attrs.get(ATTR_DATA_HASH),
+                },
+            )
+            return companion
+    return optuna.load_study(study_name=plan.companion, storage=storage, **kwargs)
+
+
+def _fail_dead(storage: optuna.storages.RDBStorage, trial: FrozenTrial) -> None:
+    """A run whose process died: FAIL it as lost; its seed is run again by this confirm."""
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "end_reason", "worker-lost")
+        storage.set_trial_user_attr(trial._trial_id, "retried", True)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # it finished after all (it was slow, not dead)
+    else:
+        logger.warning("confirmation run %d was left running by a dead process", trial.number)
+
+
+def _run_one(
+    companion: optuna.Study,
+    storage: optuna.storages.RDBStorage,
+    objective: Objective,
+    candidate: Candidate,
+    seed: int,
+) -> tuple[Run | None, bool]:
+    """One confirmation run; returns (the run, or None if interrupted; interrupted)."""
+    template = optuna.trial.create_trial(
+        state=TrialState.RUNNING,
+        params=candidate.params,
+        distributions=candidate.distributions,
+        # Written with the trial, in one transaction: a run is never without its identity, and
+        # its worker says at once which process owns it (see _split_running).
+        user_attrs={
+            ATTR_KEY: candidate.key,
+            ATTR_SOURCE_TRIAL: candidate.trial,
+            "seed": seed,
+            "worker": worker_id(),
+        },
+    )
+    trial_id = companion._storage.create_new_trial(companion._study_id, template_trial=template)
+    # The trial already holds every parameter: the objective's suggest_* calls return them.
+    trial = optuna.Trial(companion, trial_id)
+    value: Any = None
+    state = TrialState.FAIL
+    interrupted = False
+    with Heartbeat(storage, trial_id, DEFAULT_INTERVAL_S):
+        try:
+            value = objective(trial)
+            state = TrialState.COMPLETE
+        except TrialFailed:
+            pass  # nan-loss or an error inside the fine-tune: recorded, and the plan goes on
+        except (KeyboardInterrupt, TrialPreempted):
+            interrupted = True
+        except BaseException:
+            # A SweepError (every run would fail the same way) or our bug: never left RUNNING.
+            companion.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+    if interrupted:
+        # (Ctrl-C is deferred from here on: the InterruptGate is closed outside the fine-tune.)
+        trial.set_user_attr("end_reason", "interrupted")
+        companion.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        return None, True
+    if state == TrialState.COMPLETE:
+        frozen = companion.tell(trial, value)
+    else:
+        frozen = companion.tell(trial, state=state)
+    return Run(seed, metric_value(frozen), "new", frozen.number, frozen.state.name), False
+
+
+def run_confirm(
+    storage: optuna.storages.RDBStorage,
+    plan: Plan,
+    *,
+    cache_dir: Path,
+    artifacts_dir: Path,
+    checkpoint_root: Path,
+    on_run_start: OnRunStart | None = None,
+    on_run_end: OnRunEnd | None = None,
+) -> Outcome:
+    """Run `plan.todo` into the companion study; adds each finished run to its configuration.
+
+    Ctrl-C fails the running run as `interrupted` and returns (`Outcome.interrupted`); a
+    SweepError from a run propagates after failing it.
+    """
+    outcome = Outcome()
+    if not plan.todo and not plan.dead:
+        return outcome  # nothing to write: the companion is not even created
+    gate = InterruptGate()
+    objectives: dict[int, Objective] = {}
+    # From the first write on: Ctrl-C while the companion is being created is deferred too.
+    gate.install()
+    try:
+        companion = _open_companion(storage, plan)
+        for trial in plan.dead:
+            _fail_dead(storage, trial)
+        for index, (candidate, seed) in enumerate(plan.todo, 1):
+            if gate.pending:
+                break
+            if seed not in objectives:
+                # The sweep's own objective with the seed changed; no kept models: a
+                # confirmation run is a measurement, `sweep best --export` exports the sweep's.
+                config = plan.config.model_copy(update={"seed": seed, "keep_best": 0})
+                objectives[seed] = Objective(
+                    config,
+                    cache_dir=cache_dir,
+                    artifacts_dir=artifacts_dir,
+                    checkpoint_root=checkpoint_root,
+                    gate=gate,
+                )
+            if on_run_start is not None:
+                on_run_start(index, len(plan.todo), candidate, seed)
+            run, interrupted = _run_one(companion, storage, objectives[seed], candidate, seed)
+            if run is not None:
+                candidate.runs.append(run)
+                outcome.ran += 1
+                if on_run_end is not None:
+                    on_run_end(index, len(plan.todo), candidate, run)
+            if interrupted:
+                outcome.interrupted = True
+                break
+    finally:
+        gate.uninstall()
+        outcome.interrupted = outcome.interrupted or gate.pending
+    return outcome
+
+
+# -- the verdict ---------------------------------------------------------------------------------
+
+
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test for equal means; None with fewer than 2 values each."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    se2 = va + vb
+    if se2 == 0:  # no noise at all (e.g. deterministic runs): any difference is real
+        return 1.0 if diff == 0 else 0.0
+    t = diff / math.sqrt(se2)
+    # Welch-Satterthwaite degrees of freedom.
+    df = se2**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    from scipy.stats import t as student_t  # lazy: only the verdict needs it
+
+    return float(min(1.0, 2.0 * student_t.sf(abs(t), df)))
+
+
+def summarize(plan: Plan, outcome: Outcome | None = None, alpha: float = ALPHA) -> dict[str, Any]:
+    """The result as plain, JSON-able data: one row per configuration, best mean first, and the
+    verdict (`clear`, `tied`, `undecided` or `single`) with a sentence saying it."""
+    rows = []
+    for candidate in plan.candidates:
+        runs = sorted(candidate.runs, key=lambda r: (r.source != "original", r.seed))
+        values = [r.value for r in runs if r.value is not None]
+        confirm_runs = [r for r in runs if r.source != "original"]
+        rows.append(
+            {
+                "trial": candidate.trial,
+                "sweep_rank": candidate.rank,
+                "params": candidate.params,
+                "seeds": candidate.seeds,
+                "runs": [asdict(r) for r in runs],
+                "values": values,
+                "n": len(values),
+                "failed": sum(1 for r in runs if r.value is None),
+                "missing": len(candidate.seeds) - len(confirm_runs),
+                "mean": statistics.fmean(values) if values else None,
+                "std": statistics.stdev(values) if len(values) >= 2 else None,
+            }
+        )
+    sign = 1.0 if plan.minimize else -1.0
+    rows.sort(
+        key=lambda r: (
+            r["mean"] is None,
+            sign * r["mean"] if r["mean"] is not None else 0.0,
+            r["sweep_rank"],
+        )
+    )
+    winner = rows[0]
+    for row in rows:
+        row["p_vs_winner"] = None if row is winner else welch_p(winner["values"], row["values"])
+    others = rows[1:]
+    tied = [r for r in others if r["p_vs_winner"] is not None and r["p_vs_winner"] >= alpha]
+    unknown = [r for r in others if r["p_vs_winner"] is None]
+    w = winner["trial"]
+    if not others:
+        verdict = "single"
+        text = f"only one configuration (trial {w}): nothing to compare it with"
+    elif tied:
+        verdict = "tied"
+        first = tied[0]
+        names = ", ".join(str(r["trial"]) for r in [winner, *tied])
+        text = (
+            f"trial {w} has the best mean, but its lead over trial {first['trial']} "
+            f"({fmt_number(abs(first['mean'] - winner['mean']))}) is within the noise "
+            f"(Welch's t-test p = {first['p_vs_winner']:.3g} >= {alpha:g}): trials {names} are "
+            "tied; more --seeds can tell them apart"
+        )
+    elif unknown:
+        verdict = "undecided"
+        names = ", ".join(str(r["trial"]) for r in unknown)
+        text = (
+            f"trial {w} has the best mean; too few finished runs to compare it with trial "
+            f"{names} (2 each are needed)"
+        )
+    else:
+        verdict = "clear"
+        runner = others[0]
+        rest = " and against every other configuration" if len(others) > 1 else ""
+        text = (
+            f"trial {w} wins: its lead over the runner-up, trial {runner['trial']} "
+            f"({fmt_number(abs(runner['mean'] - winner['mean']))}), is larger than the noise "
+            f"(Welch's t-test p = {runner['p_vs_winner']:.3g} < {alpha:g}{rest})"
+        )
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    return {
+        "study": plan.study.study_name,
+        "confirm_study": plan.companion,
+        "metric": plan.metric,
+        "direction": "minimize" if plan.minimize else "maximize",
+        "top": plan.top,
+        "seeds": plan.seeds,
+        "alpha": alpha,
+        "configurations": rows,
+        "found": len(plan.candidates),
+        "new_runs": outcome.ran if outcome else 0,
+        "reused_runs": plan.reused,
+        "interrupted": bool(outcome and outcome.interrupted),
+        "winner": w,
+        "sweep_best": plan.candidates[0].trial,
+        "verdict": verdict,
+        "tied_with": [r["trial"] for r in tied],
+        "verdict_text": text,
+    }
