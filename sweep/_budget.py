@@ -206,17 +206,28 @@ def _take_waiting(session: sqlalchemy.orm.Session, trial_id: int, token: str) ->
 
 def _create_running(session: sqlalchemy.orm.Session, study_id: int, token: str) -> tuple[int, int]:
     """A new RUNNING trial for this claim: (trial id, number)."""
-    # Optuna numbers a trial by counting the trials created before it, under a row lock on
-    # the study (other writers, such as `enqueue`, take the same lock).
+    # Optuna numbers a trial by the count of the study's trials before it, under a row lock on
+    # the study (other writers, such as `enqueue`, take the same lock): in one statement here.
     models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-    trial = models.TrialModel(
-        study_id=study_id, number=None, state=TrialState.RUNNING, datetime_start=datetime.now()
+    trials = models.TrialModel.__table__
+    count = (
+        sqlalchemy.select(sqlalchemy.func.count())
+        .select_from(trials)
+        .where(trials.c.study_id == study_id)
+        .scalar_subquery()
     )
-    session.add(trial)
-    session.flush()
-    trial.number = trial.count_past_trials(session)
-    _mark_claimed(session, trial.trial_id, token)
-    return trial.trial_id, trial.number
+    trial_id, number = session.execute(
+        sqlalchemy.insert(trials)
+        .values(
+            study_id=study_id,
+            number=count,
+            state=TrialState.RUNNING,
+            datetime_start=datetime.now(),
+        )
+        .returning(trials.c.trial_id, trials.c.number)
+    ).one()
+    _mark_claimed(session, trial_id, token)
+    return trial_id, number
 
 
 def _mark_claimed(session: sqlalchemy.orm.Session, trial_id: int, token: str) -> None:

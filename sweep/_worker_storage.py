@@ -4,12 +4,13 @@ With Optuna's storage every pruning check reads the study's unfinished trials (s
 intermediate values of every running trial included) and the checking trial itself (six more);
 with 16 workers that is most of each worker's CPU. Two facts make nearly all of it unnecessary:
 
-- A finished trial never changes. Pruners and the sampler ask for finished trials only
-  (COMPLETE, PRUNED), so those are kept here, and a refresh asks the database for the ids of the
-  finished trials (one small query) and fetches only the ones not seen yet. Pruners and the
-  sampler may use a view up to READ_MAX_AGE_S old (trials of other workers that finished in the
-  last second change no decision that matters); the budget claim always refreshes, and this
-  worker's own trial ending forces a refresh too.
+- A finished trial never changes. Finished trials are kept here, and a refresh asks the
+  database for the ids and states of the study's trials (one small query) and fetches only the
+  finished ones not seen yet. Pruners that ask for finished trials only (median, Hyperband's
+  bracket) may use a view up to READ_MAX_AGE_S old (trials of other workers that finished in the
+  last second change no decision that matters); the budget claim always refreshes. A read that
+  includes unfinished trials (the sampler's view of the study, successive halving's rungs) gets
+  them fresh, fetched in the same query as the newly finished ones.
 - The trial a worker runs is written by that worker alone. Its copy here is updated by every
   write this worker makes through this storage, so reading it needs no query. (If another worker
   declares it lost, the database refuses this worker's next write: see sweep.session.)
@@ -56,6 +57,7 @@ class WorkerStorage(DelegatingStorage):
         self._refreshed: dict[int, float] = {}  # study id -> time.monotonic() of the last refresh
         self._owner_study: dict[int, int] = {}  # owned trial id -> its study id
         self._finished_by_id: dict[int, FrozenTrial] = {}  # the finished trials of every study
+        self._unfinished: dict[int, list[FrozenTrial]] = {}  # study id -> as last refreshed
 
     # -- what a worker runs ----------------------------------------------------------------------
 
@@ -108,57 +110,71 @@ class WorkerStorage(DelegatingStorage):
         with self.rdb.engine.connect() as connection:
             return [(row[0], row[1], row[2]) for row in connection.execute(query)]
 
-    def finished_trials(
-        self,
-        study_id: int,
-        max_age: float = 0.0,
-        snapshot: list[tuple[int, int, TrialState]] | None = None,
-    ) -> list[FrozenTrial]:
-        """The study's finished trials, fetching only those finished since the last refresh.
+    def finished_trials(self, study_id: int, max_age: float = 0.0) -> list[FrozenTrial]:
+        """The study's finished trials; refreshed first if the last refresh is more than
+        `max_age` seconds old."""
+        self._refresh_if_older(study_id, max_age)
+        with self._lock:
+            return sorted(self._finished[study_id].values(), key=lambda t: t.number)
 
-        No refresh at all if the last one is less than `max_age` seconds old; `snapshot`: the
-        result of `states` to refresh from (else it is read now).
-        """
+    def _refresh_if_older(self, study_id: int, max_age: float) -> None:
         with self._lock:
             fresh = time.monotonic() - self._refreshed.get(study_id, -math.inf) < max_age
-            if fresh and snapshot is None:
-                return sorted(self._finished[study_id].values(), key=lambda t: t.number)
+        if not fresh:
+            self.refresh(study_id)
+
+    def refresh(self, study_id: int) -> None:
+        """Read, in one query, the trials that finished since the last refresh and the
+        unfinished ones (whole: a sampler's constant liar needs their parameters, successive
+        halving their rungs)."""
         started = time.monotonic()
-        if snapshot is None:
-            snapshot = self.states(study_id)
-        self.fetch_finished(
+        snapshot = self.states(study_id)
+        unfinished = self._read(
             study_id,
             {tid for tid, _, state in snapshot if state.is_finished()},
+            {tid for tid, _, state in snapshot if not state.is_finished()},
             newest=max((tid for tid, _, _ in snapshot), default=0),
         )
         with self._lock:
+            self._unfinished[study_id] = unfinished
             self._refreshed[study_id] = started
-            return sorted(self._finished[study_id].values(), key=lambda t: t.number)
 
     def fetch_finished(
         self, study_id: int, ids: set[int], *, newest: int | None = None
     ) -> list[FrozenTrial]:
         """The finished trials `ids` of the study, read from the database only if not known.
 
-        `newest`: the study's largest trial id when `ids` were listed (see below).
+        `newest`: the study's largest trial id when `ids` were listed (see `_read`).
         """
+        self._read(study_id, ids, set(), newest=newest or 0)
+        with self._lock:
+            known = self._finished[study_id]
+            return [known[i] for i in ids if i in known]
+
+    def _read(
+        self, study_id: int, finished: set[int], unfinished: set[int], *, newest: int
+    ) -> list[FrozenTrial]:
+        """Read the `finished` trials not known yet and the `unfinished` ones in one query;
+        keep the finished ones, return those still unfinished."""
         with self._lock:
             known = self._finished.setdefault(study_id, {})
-            new = ids - known.keys()
-        if new:
-            # Optuna's reader takes "these ids, and every id above a bound". With the bound at
-            # the newest trial there was, that tail is empty, or holds the few trials created
-            # since; with the bound at max(new) it would drag in every running trial with its
-            # intermediate values, and the more workers, the more of those.
-            bound = max(max(new), newest or 0)
-            fetched = self.rdb._get_trials(study_id, None, new, bound)
-            with self._lock:
-                for trial in fetched:
-                    if trial._trial_id in new and trial.state.is_finished():
-                        known[trial._trial_id] = trial
-                        self._finished_by_id[trial._trial_id] = trial
+            wanted = (finished - known.keys()) | unfinished
+        if not wanted:
+            return []
+        # Optuna's reader takes "these ids, and every id above a bound". With the bound at the
+        # newest trial there was, that tail is empty, or holds the few trials created since;
+        # with the bound at max(wanted) it would drag in every running trial with its
+        # intermediate values, and the more workers, the more of those.
+        fetched = self.rdb._get_trials(study_id, None, wanted, max(max(wanted), newest))
+        still_running = []
         with self._lock:
-            return [known[i] for i in ids if i in known]
+            for trial in fetched:
+                if trial.state.is_finished():
+                    known[trial._trial_id] = trial
+                    self._finished_by_id[trial._trial_id] = trial
+                elif trial._trial_id in unfinished or trial._trial_id > newest:
+                    still_running.append(trial)
+        return still_running
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -168,12 +184,29 @@ class WorkerStorage(DelegatingStorage):
         deepcopy: bool = True,
         states: Container[TrialState] | None = None,
     ) -> list[FrozenTrial]:
-        if states is None or not all(s.is_finished() for s in TrialState if s in states):
-            # Unfinished trials change: Optuna's cache underneath reads those (and only those).
-            return self._forward("get_all_trials", study_id, deepcopy, states)
-        finished = self.finished_trials(study_id, max_age=READ_MAX_AGE_S)
-        trials = [t for t in finished if t.state in states]
+        # Pruners read the finished trials, samplers every trial (directly, or through
+        # Optuna's per-trial cache), successive halving the running trials' rungs: all of
+        # them may have a view up to READ_MAX_AGE_S old. (Code that needs the database as it is
+        # now, such as the lost-trial check, reads the RDB storage itself.)
+        self._refresh_if_older(study_id, READ_MAX_AGE_S)
+        unfinished = states is None or not all(s.is_finished() for s in TrialState if s in states)
+        trials = self._known(study_id, unfinished=unfinished)
+        if states is not None:
+            trials = [t for t in trials if t.state in states]
         return copy.deepcopy(trials) if deepcopy else trials
+
+    def _known(self, study_id: int, *, unfinished: bool) -> list[FrozenTrial]:
+        """The study's trials as last read, but this worker's own trials as they are now."""
+        with self._lock:
+            trials: dict[int, FrozenTrial] = {}
+            if unfinished:
+                trials = {t._trial_id: t for t in self._unfinished.get(study_id, [])}
+            trials.update(self._finished[study_id])
+            if unfinished:
+                trials.update(
+                    (tid, t) for tid, t in self._owned.items() if self._owner_study[tid] == study_id
+                )
+        return sorted(trials.values(), key=lambda t: t.number)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:
@@ -225,13 +258,16 @@ class WorkerStorage(DelegatingStorage):
             ),
             ~sqlalchemy.exists().where(values.trial_id == trial_id, values.step == step),
         )
-        insert = sqlalchemy.insert(values).from_select(
-            ["trial_id", "step", "intermediate_value", "intermediate_value_type"], row
+        # (RETURNING: with it, PostgreSQL's and SQLite's drivers say how many rows went in;
+        # rowcount is -1 for an INSERT ... SELECT.)
+        insert = (
+            sqlalchemy.insert(values)
+            .from_select(["trial_id", "step", "intermediate_value", "intermediate_value_type"], row)
+            .returning(values.trial_intermediate_value_id)
         )
         state = sqlalchemy.select(trials.state).where(trials.trial_id == trial_id)
         with self.rdb.engine.begin() as connection:
-            inserted = connection.execute(insert).rowcount
-            # (rowcount is -1 when a driver does not say: then ask.)
+            inserted = len(connection.execute(insert).all())
             if inserted != 1 and connection.execute(state).scalar() != TrialState.RUNNING:
                 raise optuna.exceptions.UpdateFinishedTrialError(
                     f"Trial#{trial_id} has already finished and can not be updated."

@@ -125,7 +125,8 @@ def reap_lost_trials(
     stale = set(rdb._get_stale_trial_ids(study._study_id))
     now = datetime.now()
     lost_numbers = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    # From the database itself: a worker's own storage may answer with a view a second old.
+    for trial in rdb.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
         if trial._trial_id in stale:
             reason = "worker-lost"
         elif (

@@ -298,7 +298,11 @@ class Session:
         self, trial: optuna.Trial, state: TrialState, value: float | None
     ) -> FrozenTrial | None:
         lost = self.study._storage.get_trial(trial._trial_id)
-        for waiting in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        # The retry was queued a moment ago: ask the database, not this worker's view.
+        queued = self._rdb.get_all_trials(
+            self.study._study_id, deepcopy=False, states=(TrialState.WAITING,)
+        )
+        for waiting in queued:
             if waiting.user_attrs.get(ATTR_RETRY_OF) != lost.number:
                 continue
             try:
