@@ -15,7 +15,11 @@ Prints one JSON line: per side trials_per_s, worker_cpu_ms_per_trial (CPU time o
 processes over finished trials, start-up excluded), p50/p95 ms of ask/report/tell, errors
 (workers that crashed), lost (trials left RUNNING/WAITING or told finished but not stored),
 duplicates (trials stored that no worker finished, or finished by two), overshoot (finished
-trials beyond the budget); and ratio_cpu = ours / optuna's worker CPU per trial.
+trials beyond the budget), statements_per_trial (SQL statements the workers sent, start-up
+included: a figure that the machine's load does not blur); and ratio_cpu = ours / optuna's
+worker CPU per trial.
+
+SWEEP_BENCH_PROFILE=DIR profiles every worker with cProfile into DIR (slows both sides).
 """
 
 from __future__ import annotations
@@ -107,7 +111,7 @@ def run_ours(url: str, study_name: str, trials: int, seed: int) -> dict[str, Any
                 finished.append(frozen.number)
             return frozen
 
-    storage = open_storage(url, heartbeat_interval=20)
+    storage = open_storage(url)
     study = optuna.load_study(
         study_name=study_name,
         storage=storage,
@@ -213,6 +217,9 @@ def _side(url: str, kind: str, workers: int, trials: int, tmp: Path) -> dict[str
         "wall_s": round(wall, 2),
         "trials_per_s": round(len(finished_rows) / wall, 3),
         "worker_cpu_ms_per_trial": round(1000 * cpu / max(1, len(finished_rows)), 2),
+        "statements_per_trial": round(
+            sum(r["statements"] for r in results) / max(1, len(finished_rows)), 1
+        ),
         "errors": errors,
         "lost": lost,
         "duplicates": duplicates,
@@ -224,6 +231,19 @@ def _side(url: str, kind: str, workers: int, trials: int, tmp: Path) -> dict[str
     if messages:
         side["error_messages"] = messages[:3]
     return side
+
+
+def _count_statements() -> list[int]:
+    """A counter of the SQL statements this process sends (all engines, heartbeats included)."""
+    import sqlalchemy
+
+    count = [0]
+
+    def counted(*_: Any) -> None:
+        count[0] += 1
+
+    sqlalchemy.event.listen(sqlalchemy.Engine, "before_cursor_execute", counted)
+    return count
 
 
 def main() -> None:
@@ -241,7 +261,17 @@ def main() -> None:
 
     if args.worker:
         run = run_ours if args.worker == "ours" else run_optuna
-        result = run(args.storage, args.study, args.trials, args.seed)
+        statements = _count_statements()
+        profile_dir = os.environ.get("SWEEP_BENCH_PROFILE")
+        if profile_dir:  # where a worker's CPU goes: one pstats file per worker process
+            import cProfile
+
+            profiler = cProfile.Profile(time.process_time)
+            result = profiler.runcall(run, args.storage, args.study, args.trials, args.seed)
+            profiler.dump_stats(Path(profile_dir) / f"{args.worker}-{args.seed}.pstats")
+        else:
+            result = run(args.storage, args.study, args.trials, args.seed)
+        result["statements"] = statements[0]
         args.out.write_text(json.dumps(result))
         return
 
