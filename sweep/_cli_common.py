@@ -14,6 +14,7 @@ import typer
 
 from sweep.errors import ConfigError, StorageError, SweepError
 from sweep.storage import (
+    is_companion,
     open_storage,
     redact,
     resolve_storage_url,
@@ -109,8 +110,11 @@ def _pick_study(opened: Any, name: str | None, url: str) -> Any:
 
     names = study_names(opened)
     if name is None:
-        if len(names) == 1:
-            name = names[0]
+        # The only study, not counting confirmation studies: after `sweep confirm` the
+        # storage holds NAME and NAME.confirm, and a command without a name still means NAME.
+        own = [n for n in names if not is_companion(n, names)]
+        if len(own) == 1:
+            name = own[0]
         elif not names:
             raise StorageError(f"no studies in {redact(url)}")
         else:

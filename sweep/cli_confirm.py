@@ -22,7 +22,6 @@ from sweep.storage import (
     default_artifacts_dir,
     default_checkpoint_dir,
     resolve_storage_url,
-    study_names,
 )
 
 
@@ -55,7 +54,6 @@ def confirm(
     from sweep.confirm import (
         check_data,
         check_options,
-        is_companion,
         plan_confirm,
         run_confirm,
         summarize,
@@ -68,12 +66,6 @@ def confirm(
     url = resolve_storage_url(storage)
     opened = _read_storage(storage)
     try:
-        if name is None:
-            # The default "only study" ignores companions: after a first confirm the storage
-            # holds NAME and NAME.confirm, and `sweep confirm` should still mean NAME.
-            names = study_names(opened)
-            own = [n for n in names if not is_companion(n, names)]
-            name = own[0] if len(own) == 1 else None
         study = _pick_study(opened, name, url)
         plan = plan_confirm(opened, study, top=top, seeds=seeds)
         if plan.todo:

@@ -63,21 +63,16 @@ from sweep.status import (
     counts_towards_budget,
     fmt_number,
 )
+from sweep.storage import companion_name
 
 logger = logging.getLogger(__name__)
 
-SUFFIX = ".confirm"  # the companion study of NAME is NAME.confirm
 ALPHA = 0.05  # Welch's t-test level below which a lead is larger than the noise
 # On the companion study: {"study": NAME, "space_signature": ..., "data_content_hash": ...}.
 ATTR_CONFIRM_OF = "confirm_of"
 ATTR_KEY = "confirm_key"  # on a run: the configuration it repeats (its parameters as JSON)
 ATTR_SOURCE_TRIAL = "confirm_source_trial"  # on a run: the original trial's number
 _SEEDS = 2**32  # StudyConfig.seed's range
-
-
-def companion_name(name: str) -> str:
-    """The name of the study that holds NAME's confirmation runs."""
-    return name + SUFFIX
 
 
 def config_key(params: dict[str, Any]) -> str:
@@ -245,11 +240,6 @@ def check_options(top: int, seeds: int) -> None:
         raise ConfigError(f"--top must be at least 1, got {top}")
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
-
-
-def is_companion(name: str, names: Sequence[str]) -> bool:
-    """Whether study `name` looks like the confirmation study of another study in `names`."""
-    return name.endswith(SUFFIX) and name.removesuffix(SUFFIX) in names
 
 
 def plan_confirm(

@@ -229,6 +229,19 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     return [s.study_name for s in storage.get_all_studies()]
 
 
+CONFIRM_SUFFIX = ".confirm"  # `sweep confirm NAME` stores its runs in the study NAME.confirm
+
+
+def companion_name(name: str) -> str:
+    """The name of the study that holds NAME's confirmation runs (sweep.confirm)."""
+    return name + CONFIRM_SUFFIX
+
+
+def is_companion(name: str, names: Sequence[str]) -> bool:
+    """Whether study `name` is the confirmation study of another study in `names`."""
+    return name.endswith(CONFIRM_SUFFIX) and name.removesuffix(CONFIRM_SUFFIX) in names
+
+
 def close_storage(storage: optuna.storages.BaseStorage) -> None:
     """Release the storage's connections (SQLite: lets WAL fold back into the main file)."""
     engine = getattr(storage, "engine", None)

@@ -167,6 +167,9 @@ def test_confirm_runs_new_seeds_stores_them_and_reuses_them(db: Path) -> None:
     runs = _runs(db)
     assert len(runs) == 6 and {r.user_attrs["seed"] for r in runs[4:]} == {3}
     assert _snapshot(db, "tiny") == before
+    # Commands without a NAME still mean the sweep's study, not its companion.
+    result = invoke("status")
+    assert result.exit_code == 0 and "tiny.confirm" not in result.stdout, result.output
     # The companion study is not a study to confirm.
     result = invoke("confirm", "tiny.confirm")
     assert result.exit_code == 2 and "run sweep confirm tiny" in error_line(result)
