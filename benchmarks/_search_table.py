@@ -208,7 +208,18 @@ def _device(requested: str | None) -> tuple[Any, str]:
         dev = torch.device("cuda", dev.index if dev.index is not None else 0)
         return dev, f"cuda {torch.cuda.get_device_name(dev)}"
     # Timings on a CPU depend on how many cores the loop may use (taskset, OMP_NUM_THREADS).
-    return dev, f"cpu ({configure_cpu_threads()} threads, {platform.processor() or 'cpu'})"
+    return dev, f"cpu ({configure_cpu_threads()} threads, {_cpu_model()})"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine() or "unknown"
 
 
 def _head(data: Any, n: int) -> Any:
@@ -277,6 +288,7 @@ def build_table(
     if Path(path).exists():
         table = load_table(path)
         _check_resumable(table, made, spec, path)
+        table["grid"] = spec.grid()
         made["started"] = table["made"]["started"]
         made["build_seconds"] = table["made"].get("build_seconds", 0.0)
     else:
@@ -352,7 +364,8 @@ def build_table(
 def _check_resumable(
     table: dict[str, Any], made: dict[str, Any], spec: TableSpec, path: Path
 ) -> None:
-    """TableError unless `table` was made from the same data, settings, grid and device."""
+    """TableError unless `table` was made from the same data, settings and device, on a grid
+    that `spec`'s grid contains: model and batch sizes may be added to a table, nothing else."""
     old = table["made"]
     for key in (*spec.settings(), "content_hash", "device"):
         if old.get(key) != made[key]:
@@ -360,17 +373,20 @@ def _check_resumable(
                 f"{path} was made with {key} {old.get(key)!r}, this build has {made[key]!r}:"
                 " its rows cannot be mixed with new ones; give another --build-table path"
             )
-    if table["grid"] != spec.grid():
+    was, grid = table["grid"], spec.grid()
+    same = all(was[k] == grid[k] for k in ("learning_rate", "learning_rate_range", "epochs"))
+    grows = all(set(was[k]) <= set(grid[k]) for k in ("model_size", "batch_size"))
+    if not (same and grows):
         raise TableError(
-            f"{path} holds another grid ({json.dumps(table['grid'])}); give another path"
+            f"{path} holds another grid ({json.dumps(was)}); give another --build-table path"
         )
 
 
 def _warm_up(spec: TableSpec, data: Any, dev: Any) -> None:
-    """One short, untimed fine-tune per model size before the table's timings start.
+    """A short, untimed fine-tune per model and batch size before the table's timings start.
 
     CUDA loads kernels lazily and picks matmul algorithms per shape on first use; without this
-    the first configuration of each size would pay for it in its epoch seconds.
+    the first configuration of each shape would pay for it in its epoch seconds.
     """
     from sweep.models import PRESETS
     from sweep.train import TrialParams, fine_tune

@@ -8,9 +8,10 @@
 # training code, then replays 5 seeds of 50 trials per side. TABLE defaults to the path the replay
 # looks in (~/.cache/sweep/benchmarks/search-sst2-limit8000-len64.json, or $SWEEP_CACHE_DIR's).
 # The build stops starting new configurations after $BUDGET_SECONDS (default 420) so that one
-# 10-minute command also has time to replay; if it stopped early, run the script again on the same
-# machine: the build goes on where it stopped. With $OUT set (the lent-GPU tool), the table and the
-# per-trial curves are copied there so they come back.
+# 10-minute command also has time to replay; if it stopped early, run the script again with the
+# same TABLE: the build goes on where it stopped (a lent machine forgets its files once given back,
+# so carry the table that came back, e.g. as .data/table.json, and pass that path as TABLE). With
+# $OUT set (the lent-GPU tool), the table and the per-trial curves are copied there to come back.
 #
 # Data: $SWEEP_SEARCH_DATA, else the first of ../shared/data/sst2, shared/data/sst2, .data/sst2
 # (a lent machine gets only the repository: copy the 3.8 MB folder into an ignored .data/ and

@@ -144,6 +144,14 @@ def test_build_table_runs_real_fine_tunes_and_resumes(tmp_path: Path, shared_cac
     assert tb.missing_configs(table) == []
     assert table["rows"][1]["learning_rate"] == spec.learning_rates()[1]
 
+    # A batch size added to the grid: only its configurations are trained.
+    wider = dataclasses.replace(spec, batch_sizes=(32, 16))
+    table = tb.build_table(path, wider, device="cpu", cache_dir=shared_cache, log=lines.append)
+    assert table["grid"]["batch_size"] == [32, 16] and table["rows"][0] == row
+    assert [r["batch_size"] for r in table["rows"]] == [32, 32, 16, 16]
+    with pytest.raises(tb.TableError, match="another grid"):
+        tb.build_table(path, dataclasses.replace(spec, n_lrs=3), device="cpu", log=lines.append)
+
     # Rows made from other data settings cannot be mixed in.
     other = dataclasses.replace(spec, limit_train=200)
     with pytest.raises(tb.TableError, match="limit_train"):
