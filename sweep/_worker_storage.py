@@ -6,11 +6,12 @@ with 16 workers that is most of each worker's CPU. Two facts make nearly all of 
 
 - A finished trial never changes. Finished trials are kept here, and a refresh asks the
   database for the ids and states of the study's trials (one small query) and fetches only the
-  finished ones not seen yet. Pruners that ask for finished trials only (median, Hyperband's
-  bracket) may use a view up to READ_MAX_AGE_S old (trials of other workers that finished in the
-  last second change no decision that matters); the budget claim always refreshes. A read that
-  includes unfinished trials (the sampler's view of the study, successive halving's rungs) gets
-  them fresh, fetched in the same query as the newly finished ones.
+  finished ones not seen yet. Pruners and samplers may use a view up to READ_MAX_AGE_S old
+  (trials of other workers that finished or started in the last second change no decision that
+  matters); the budget claim and the lost-trial check always read the database. A read that
+  includes unfinished trials (the sampler's view of the study, successive halving's rungs) reads
+  them whole, in the same query as the newly finished ones; pruners that ask for finished
+  trials only (median, Hyperband's brackets) do without them.
 - The trial a worker runs is written by that worker alone. Its copy here is updated by every
   write this worker makes through this storage, so reading it needs no query. (If another worker
   declares it lost, the database refuses this worker's next write: see sweep.session.)
@@ -54,7 +55,9 @@ class WorkerStorage(DelegatingStorage):
         self._lock = threading.Lock()
         self._finished: dict[int, dict[int, FrozenTrial]] = {}  # study id -> trial id -> trial
         self._owned: dict[int, FrozenTrial] = {}  # trial id -> this worker's running trial
-        self._refreshed: dict[int, float] = {}  # study id -> time.monotonic() of the last refresh
+        # study id -> time.monotonic() of the last refresh (of all trials: `_refreshed_all`)
+        self._refreshed: dict[int, float] = {}
+        self._refreshed_all: dict[int, float] = {}
         self._owner_study: dict[int, int] = {}  # owned trial id -> its study id
         self._finished_by_id: dict[int, FrozenTrial] = {}  # the finished trials of every study
         self._unfinished: dict[int, list[FrozenTrial]] = {}  # study id -> as last refreshed
@@ -113,31 +116,34 @@ class WorkerStorage(DelegatingStorage):
     def finished_trials(self, study_id: int, max_age: float = 0.0) -> list[FrozenTrial]:
         """The study's finished trials; refreshed first if the last refresh is more than
         `max_age` seconds old."""
-        self._refresh_if_older(study_id, max_age)
+        self._refresh_if_older(study_id, max_age, unfinished=False)
         with self._lock:
             return sorted(self._finished[study_id].values(), key=lambda t: t.number)
 
-    def _refresh_if_older(self, study_id: int, max_age: float) -> None:
+    def _refresh_if_older(self, study_id: int, max_age: float, *, unfinished: bool) -> None:
+        refreshed = self._refreshed_all if unfinished else self._refreshed
         with self._lock:
-            fresh = time.monotonic() - self._refreshed.get(study_id, -math.inf) < max_age
+            fresh = time.monotonic() - refreshed.get(study_id, -math.inf) < max_age
         if not fresh:
-            self.refresh(study_id)
+            self.refresh(study_id, unfinished=unfinished)
 
-    def refresh(self, study_id: int) -> None:
-        """Read, in one query, the trials that finished since the last refresh and the
-        unfinished ones (whole: a sampler's constant liar needs their parameters, successive
-        halving their rungs)."""
+    def refresh(self, study_id: int, *, unfinished: bool = True) -> None:
+        """Read, in one query, the trials that finished since the last refresh and, with
+        `unfinished`, the unfinished ones (whole: a sampler's constant liar needs their
+        parameters, successive halving their rungs)."""
         started = time.monotonic()
         snapshot = self.states(study_id)
-        unfinished = self._read(
+        running = self._read(
             study_id,
             {tid for tid, _, state in snapshot if state.is_finished()},
-            {tid for tid, _, state in snapshot if not state.is_finished()},
+            {tid for tid, _, state in snapshot if not state.is_finished()} if unfinished else set(),
             newest=max((tid for tid, _, _ in snapshot), default=0),
         )
         with self._lock:
-            self._unfinished[study_id] = unfinished
             self._refreshed[study_id] = started
+            if unfinished:
+                self._unfinished[study_id] = running
+                self._refreshed_all[study_id] = started
 
     def fetch_finished(
         self, study_id: int, ids: set[int], *, newest: int | None = None
@@ -188,8 +194,8 @@ class WorkerStorage(DelegatingStorage):
         # Optuna's per-trial cache), successive halving the running trials' rungs: all of
         # them may have a view up to READ_MAX_AGE_S old. (Code that needs the database as it is
         # now, such as the lost-trial check, reads the RDB storage itself.)
-        self._refresh_if_older(study_id, READ_MAX_AGE_S)
         unfinished = states is None or not all(s.is_finished() for s in TrialState if s in states)
+        self._refresh_if_older(study_id, READ_MAX_AGE_S, unfinished=unfinished)
         trials = self._known(study_id, unfinished=unfinished)
         if states is not None:
             trials = [t for t in trials if t.state in states]

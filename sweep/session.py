@@ -153,8 +153,12 @@ class Session:
         self.key = f"{SESSION_PREFIX}{started_at}:{worker_id()}:{uuid.uuid4().hex[:8]}"
 
     def counted(self) -> int:
-        """Trials of the study (from every worker) that count towards `n_trials`."""
-        return sum(1 for t in self.study.get_trials(deepcopy=False) if counts_towards_budget(t))
+        """Trials of the study (from every worker) that count towards `n_trials`, as they are
+        now (the worker's own view may be a second old)."""
+        study_id = self.study._study_id
+        self.storage.call(lambda: self._worker_storage.refresh(study_id, unfinished=False))
+        trials = self.study.get_trials(deepcopy=False, states=FINISHED)
+        return sum(1 for t in trials if counts_towards_budget(t))
 
     # -- the loop --------------------------------------------------------------------------------
 
