@@ -51,13 +51,8 @@ def confirm(
     and sampler stay as they were); running confirm again reuses the finished runs. Ctrl-C stops
     cleanly: run the same command again to finish.
     """
-    from sweep.confirm import (
-        check_data,
-        check_options,
-        plan_confirm,
-        run_confirm,
-        summarize,
-    )
+    from sweep._confirm_verdict import summarize
+    from sweep.confirm import check_data, check_options, plan_confirm, run_confirm
     from sweep.objective import default_cache_dir
 
     out, err = _consoles()
@@ -132,7 +127,8 @@ def confirm(
 
 
 def render_confirm(summary: dict[str, Any], console: Any) -> None:
-    """Draw `sweep.confirm.summarize`'s rows: one table row per configuration, the verdict."""
+    """Draw the rows of `sweep._confirm_verdict.summarize`: a table row per configuration, the
+    verdict."""
     from rich.table import Table
     from rich.text import Text
 

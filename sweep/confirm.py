@@ -38,9 +38,8 @@ import logging
 import math
 import os
 import socket
-import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +60,11 @@ from sweep.status import (
     ATTR_SIGNATURE,
     ATTR_SWEEP_VERSION,
     counts_towards_budget,
-    fmt_number,
 )
 from sweep.storage import companion_name
 
 logger = logging.getLogger(__name__)
 
-ALPHA = 0.05  # Welch's t-test level below which a lead is larger than the noise
 # On the companion study: {"study": NAME, "space_signature": ..., "data_content_hash": ...}.
 ATTR_CONFIRM_OF = "confirm_of"
 ATTR_KEY = "confirm_key"  # on a run: the configuration it repeats (its parameters as JSON)
@@ -534,113 +531,3 @@ def run_confirm(
         gate.uninstall()
         outcome.interrupted = outcome.interrupted or gate.pending
     return outcome
-
-
-# -- the verdict ---------------------------------------------------------------------------------
-
-
-def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Two-sided p-value of Welch's t-test for equal means; None with fewer than 2 values each."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    diff = statistics.fmean(a) - statistics.fmean(b)
-    se2 = va + vb
-    if se2 == 0:  # no noise at all (e.g. deterministic runs): any difference is real
-        return 1.0 if diff == 0 else 0.0
-    t = diff / math.sqrt(se2)
-    # Welch-Satterthwaite degrees of freedom.
-    df = se2**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    from scipy.stats import t as student_t  # lazy: only the verdict needs it
-
-    return float(min(1.0, 2.0 * student_t.sf(abs(t), df)))
-
-
-def summarize(plan: Plan, outcome: Outcome | None = None, alpha: float = ALPHA) -> dict[str, Any]:
-    """The result as plain, JSON-able data: one row per configuration, best mean first, and the
-    verdict (`clear`, `tied`, `undecided` or `single`) with a sentence saying it."""
-    rows = []
-    for candidate in plan.candidates:
-        runs = sorted(candidate.runs, key=lambda r: (r.source != "original", r.seed))
-        values = [r.value for r in runs if r.value is not None]
-        confirm_runs = [r for r in runs if r.source != "original"]
-        rows.append(
-            {
-                "trial": candidate.trial,
-                "sweep_rank": candidate.rank,
-                "params": candidate.params,
-                "seeds": candidate.seeds,
-                "runs": [asdict(r) for r in runs],
-                "values": values,
-                "n": len(values),
-                "failed": sum(1 for r in runs if r.value is None),
-                "missing": len(candidate.seeds) - len(confirm_runs),
-                "mean": statistics.fmean(values) if values else None,
-                "std": statistics.stdev(values) if len(values) >= 2 else None,
-            }
-        )
-    sign = 1.0 if plan.minimize else -1.0
-    rows.sort(
-        key=lambda r: (
-            r["mean"] is None,
-            sign * r["mean"] if r["mean"] is not None else 0.0,
-            r["sweep_rank"],
-        )
-    )
-    winner = rows[0]
-    for row in rows:
-        row["p_vs_winner"] = None if row is winner else welch_p(winner["values"], row["values"])
-    others = rows[1:]
-    tied = [r for r in others if r["p_vs_winner"] is not None and r["p_vs_winner"] >= alpha]
-    unknown = [r for r in others if r["p_vs_winner"] is None]
-    w = winner["trial"]
-    if not others:
-        verdict = "single"
-        text = f"only one configuration (trial {w}): nothing to compare it with"
-    elif tied:
-        verdict = "tied"
-        first = tied[0]
-        names = ", ".join(str(r["trial"]) for r in [winner, *tied])
-        text = (
-            f"trial {w} has the best mean, but its lead over trial {first['trial']} "
-            f"({fmt_number(abs(first['mean'] - winner['mean']))}) is within the noise "
-            f"(Welch's t-test p = {first['p_vs_winner']:.3g} >= {alpha:g}): trials {names} are "
-            "tied; more --seeds can tell them apart"
-        )
-    elif unknown:
-        verdict = "undecided"
-        names = ", ".join(str(r["trial"]) for r in unknown)
-        text = (
-            f"trial {w} has the best mean; too few finished runs to compare it with trial "
-            f"{names} (2 each are needed)"
-        )
-    else:
-        verdict = "clear"
-        runner = others[0]
-        rest = " and against every other configuration" if len(others) > 1 else ""
-        text = (
-            f"trial {w} wins: its lead over the runner-up, trial {runner['trial']} "
-            f"({fmt_number(abs(runner['mean'] - winner['mean']))}), is larger than the noise "
-            f"(Welch's t-test p = {runner['p_vs_winner']:.3g} < {alpha:g}{rest})"
-        )
-    for rank, row in enumerate(rows, 1):
-        row["rank"] = rank
-    return {
-        "study": plan.study.study_name,
-        "confirm_study": plan.companion,
-        "metric": plan.metric,
-        "direction": "minimize" if plan.minimize else "maximize",
-        "top": plan.top,
-        "seeds": plan.seeds,
-        "alpha": alpha,
-        "configurations": rows,
-        "found": len(plan.candidates),
-        "new_runs": outcome.ran if outcome else 0,
-        "reused_runs": plan.reused,
-        "interrupted": bool(outcome and outcome.interrupted),
-        "winner": w,
-        "sweep_best": plan.candidates[0].trial,
-        "verdict": verdict,
-        "tied_with": [r["trial"] for r in tied],
-        "verdict_text": text,
-    }
