@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from optuna.trial import TrialState
 
 from sweep import __version__
 from sweep._cli_common import (
@@ -32,12 +33,13 @@ from sweep.cli_confirm import register as register_confirm
 from sweep.cli_launch import register as register_launch
 from sweep.cli_report import register as register_report
 from sweep.cli_run import register as register_run
-from sweep.errors import StorageError, SweepError
+from sweep.errors import ConfigError, StorageError, SweepError
 from sweep.status import (
     ATTR_METRIC,
     best_line,
     best_trial,
     fmt_number,
+    trial_cost,
     trial_row,
 )
 from sweep.storage import (
@@ -168,6 +170,15 @@ def best(
         ),
     ] = None,
     artifacts_dir: ArtifactsOption = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            "--budget",
+            help="Only trials whose cost (training seconds x GPUs; a CPU trial counts as one) "
+            "is at most this many seconds.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Show the best trial of a study; with --export, write its fine-tuned model.
@@ -177,21 +188,43 @@ def best(
     so.
     """
 
+    if budget is not None and not budget > 0:
+        raise ConfigError(f"--budget must be a positive number of seconds, got {budget}")
     url = resolve_storage_url(storage)
     artifacts = artifacts_dir if artifacts_dir is not None else default_artifacts_dir(url)
     opened = _read_storage(storage)
     try:
         study_obj = _pick_study(opened, name, url)
-        trial = best_trial(study_obj)
+        trial = best_trial(study_obj, budget)
+        if trial is None and budget is not None and best_trial(study_obj) is not None:
+            costs = [
+                c
+                for t in study_obj.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if (c := trial_cost(t)) is not None
+            ]
+            cheapest = f"; the cheapest costs {fmt_number(min(costs))} s" if costs else ""
+            raise StorageError(
+                f"no complete trial of study {study_obj.study_name!r} costs at most "
+                f"{fmt_number(budget)} s{cheapest}"
+            )
         if trial is None:
             raise StorageError(f"study {study_obj.study_name!r} has no complete trial yet")
         metric = study_obj.user_attrs.get(ATTR_METRIC) or "value"
         row = trial_row(trial)
+        cost = trial_cost(trial)
         if as_json:
-            typer.echo(json.dumps({**row, "user_attrs": trial.user_attrs}, indent=2, default=str))
+            typer.echo(
+                json.dumps(
+                    {**row, "cost": cost, "user_attrs": trial.user_attrs}, indent=2, default=str
+                )
+            )
         else:
             out, err = _consoles()
             out.print(best_line(row, metric), markup=False)
+            if budget is not None:
+                out.print(
+                    f"  cost: {fmt_number(cost)} s (budget {fmt_number(budget)} s)", markup=False
+                )
             for key in (
                 "best_epoch",
                 "epochs_run",

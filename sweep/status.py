@@ -140,12 +140,32 @@ def overhead(study_user_attrs: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best COMPLETE trial, or None if there is none yet."""
-    try:
-        return study.best_trial
-    except ValueError:
+def trial_cost(trial: FrozenTrial) -> float | None:
+    """A trial's compute: training seconds x GPUs (a trial trained on the CPU counts as one
+    device, so its cost is its training seconds); None if it recorded no training time."""
+    seconds = trial.user_attrs.get("train_seconds")
+    if seconds is None:
         return None
+    return float(seconds) * max(1, int(trial.user_attrs.get("gpus") or 0))
+
+
+def best_trial(study: optuna.Study, budget: float | None = None) -> FrozenTrial | None:
+    """The best COMPLETE trial, or None if there is none yet; with `budget` (seconds), the best
+    of those whose cost (`trial_cost`) is at most that."""
+    if budget is None:
+        try:
+            return study.best_trial
+        except ValueError:
+            return None
+    fits = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if (cost := trial_cost(t)) is not None and cost <= budget and t.value is not None
+    ]
+    if not fits:
+        return None
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
+    return min(fits, key=lambda t: (sign * t.value, t.number))
 
 
 def study_status(study: optuna.Study) -> dict[str, Any]:

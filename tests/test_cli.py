@@ -186,6 +186,36 @@ def test_best_without_export(cli_env: Path) -> None:
     assert data["number"] == 1 and data["user_attrs"]["best_epoch"] == 2
 
 
+def test_best_within_a_budget(cli_env: Path) -> None:
+    study = optuna.create_study(study_name="costs", storage="sqlite:///sweep.db")
+    study.set_user_attr("metric", "val_loss")
+    # (value, training seconds, GPUs): costs 100, 60 and 10 (a CPU trial counts as one device).
+    for value, seconds, gpus in [(0.3, 100.0, 1), (0.4, 30.0, 2), (0.5, 10.0, 0)]:
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=value,
+                params={"learning_rate": 1e-3},
+                distributions={"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2)},
+                user_attrs={"train_seconds": seconds, "gpus": gpus, "end_reason": "complete"},
+            )
+        )
+    assert "best: trial 0" in invoke("best").stdout
+    result = invoke("best", "--budget", "80")
+    assert result.exit_code == 0, result.output
+    assert "best: trial 1" in result.stdout and "cost: 60 s (budget 80 s)" in result.stdout
+    data = json.loads(invoke("best", "--budget", "50", "--json").stdout)
+    assert data["number"] == 2 and data["cost"] == 10.0
+
+    before = (cli_env / "sweep.db").read_bytes()
+    for budget, message in [
+        ("5", "no complete trial of study 'costs' costs at most 5 s; the cheapest costs 10 s"),
+        ("0", "--budget must be a positive number of seconds, got 0.0"),
+    ]:
+        result = invoke("best", "--budget", budget)
+        assert result.exit_code == 2 and message in error_line(result), result.output
+    assert (cli_env / "sweep.db").read_bytes() == before
+
+
 def test_best_of_a_study_without_complete_trials(cli_env: Path) -> None:
     optuna.create_study(study_name="empty", storage="sqlite:///sweep.db")
     result = invoke("best", "empty")
