@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from sweep.status import fmt_number
 
 if TYPE_CHECKING:
-    from sweep.confirm import Outcome, Plan
+    from sweep._confirm_run import Outcome
+    from sweep.confirm import Plan
 
 ALPHA = 0.05  # Welch's t-test level below which a lead is larger than the noise
 

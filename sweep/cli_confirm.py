@@ -51,8 +51,9 @@ def confirm(
     and sampler stay as they were); running confirm again reuses the finished runs. Ctrl-C stops
     cleanly: run the same command again to finish.
     """
+    from sweep._confirm_run import run_confirm
     from sweep._confirm_verdict import summarize
-    from sweep.confirm import check_data, check_options, plan_confirm, run_confirm
+    from sweep.confirm import check_data, check_options, plan_confirm
     from sweep.objective import default_cache_dir
 
     out, err = _consoles()
