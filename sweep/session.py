@@ -303,8 +303,9 @@ class Session:
     ) -> FrozenTrial | None:
         lost = self.study._storage.get_trial(trial._trial_id)
         # The retry was queued a moment ago: ask the database, not this worker's view.
-        queued = self._rdb.get_all_trials(
-            self.study._study_id, deepcopy=False, states=(TrialState.WAITING,)
+        study_id = self.study._study_id
+        queued = self.storage.call(
+            lambda: self._rdb.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
         )
         for waiting in queued:
             if waiting.user_attrs.get(ATTR_RETRY_OF) != lost.number:
