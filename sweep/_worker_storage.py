@@ -46,8 +46,9 @@ READ_MAX_AGE_S = 1.0
 
 
 class WorkerStorage(DelegatingStorage):
-    """Delegates to `inner` (Optuna's cached RDB storage over `rdb`) except for the reads of
-    finished trials and of the trials this worker owns (see `own`)."""
+    """Delegates to `inner` (Optuna's cached RDB storage over `rdb`) except for reads of the
+    study's trials (a view refreshed at most every READ_MAX_AGE_S, see `refresh`) and of the
+    trials this worker owns (see `own`)."""
 
     def __init__(self, inner: BaseStorage, rdb: optuna.storages.RDBStorage) -> None:
         super().__init__(inner)
