@@ -212,6 +212,8 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBSt
             raise StorageError(f"no study database at {path} (storage {url})")
         if not path.parent.is_dir():
             raise StorageError(f"storage {url}: directory {path.parent} does not exist")
+        if not path.exists():
+            _create_sqlite(path, parsed)
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(parsed))
     except sqlalchemy.exc.DBAPIError as e:
@@ -222,6 +224,33 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBSt
     except RuntimeError as e:  # optuna's schema-version mismatch
         raise StorageError(f"storage {redact(url)}: {_first_line(e)}") from None
     return storage
+
+
+def _create_sqlite(path: Path, parsed: URL) -> None:
+    """Make a new SQLite database at `path` whole, or not at all.
+
+    Optuna creates the tables and stamps the schema version when it opens an empty file, so a
+    `sweep status` that opened the file of a `sweep run` just starting would race it on the
+    same inserts (and one of them fails on alembic's UNIQUE version row). So the database is
+    initialised under a private name and hard-linked into place: others see no file, or a whole
+    database. Of two processes creating the same file the first link wins, and the other opens
+    that one.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.init")
+    try:
+        try:
+            storage = optuna.storages.RDBStorage(
+                parsed.set(database=str(temporary)).render_as_string(hide_password=False),
+                engine_kwargs=_engine_kwargs(parsed),
+            )
+        except sqlalchemy.exc.DBAPIError as e:
+            raise StorageError(f"cannot create storage {path}: {_first_line(e)}") from None
+        close_storage(storage)  # (the last connection closing folds the WAL into the file)
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        for leftover in (temporary, *(Path(f"{temporary}{s}") for s in ("-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

@@ -85,6 +85,52 @@ def test_missing_sqlite_file_is_not_created_for_reading(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+def _race_to_open(url: str, creators: int = 3, readers: int = 3) -> list[BaseException]:
+    """Open a new SQLite `url` from creator and polling reader threads at once; their errors."""
+    import threading
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(creators + readers)
+
+    def create() -> None:
+        start.wait()
+        try:
+            close_storage(open_storage(url))
+        except BaseException as error:
+            errors.append(error)
+
+    def read() -> None:
+        start.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                close_storage(open_storage(url, must_exist=True))
+                return
+            except StorageError as error:
+                if "no study database" not in str(error):
+                    errors.append(error)
+                    return
+            time.sleep(0.005)
+        errors.append(AssertionError(f"{url} never became readable"))
+
+    threads = [threading.Thread(target=create) for _ in range(creators)]
+    threads += [threading.Thread(target=read) for _ in range(readers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_a_new_sqlite_file_appears_whole_to_readers_and_racing_creators(tmp_path: Path) -> None:
+    """`sweep status` polling while `sweep run` creates the file, and runs starting together:
+    nobody sees half-made tables (Optuna's initialisation would race on alembic's version row)."""
+    for round_ in range(4):
+        errors = _race_to_open(f"sqlite:///{tmp_path / f'race{round_}.db'}")
+        assert not errors, errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"race{i}.db" for i in range(4)]
+
+
 def test_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="does not exist"):
         open_storage(f"sqlite:///{tmp_path / 'nope' / 's.db'}")
