@@ -98,7 +98,8 @@ def status(
     """Show a study's trials, its best trial, counts by state and the sweep overhead.
 
     One row per trial: number, state, parameters, value, best epoch / epochs run, seconds and
-    why it ended (complete, pruned at epoch k, nan-loss, error: message, interrupted).
+    why it ended (complete, pruned at epoch k, nan-loss, error: message, interrupted). A study
+    whose metric lists cost also shows each trial's cost and marks its Pareto front.
     """
     from sweep.status import render_status, study_status
 
@@ -150,7 +151,8 @@ def studies(
             str(row["complete"]),
             fmt_number(row["best_value"]),
             row["metric"] or "-",
-            row["direction"],
+            # A study with cost as a second objective: "minimize, + cost".
+            ", ".join([row["direction"], *(f"+ {o}" for o in row["objectives"][1:])]),
         )
     out.print(table)
 
@@ -182,6 +184,10 @@ def best(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Show the best trial of a study; with --export, write its fine-tuned model.
+
+    The best trial has the best metric; with --budget, the best of those whose cost fits (of
+    equals, the cheapest). In a study whose metric lists cost (two objectives) it is the
+    trial of the Pareto front with the best metric (with --budget: of the trials that fit).
 
     The export copies the model kept during the sweep (keep_best in the study file); if it was
     not kept, the trial is retrained from its recorded parameters and seed, and the export says
@@ -221,7 +227,9 @@ def best(
         else:
             out, err = _consoles()
             out.print(best_line(row, metric), markup=False)
-            if budget is not None:
+            if budget is not None and len(trial.values) > 1:
+                out.print(f"  budget: {fmt_number(budget)} s", markup=False)
+            elif budget is not None:
                 out.print(
                     f"  cost: {fmt_number(cost)} s (budget {fmt_number(budget)} s)", markup=False
                 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -91,12 +91,15 @@ def trial_row(trial: FrozenTrial) -> dict[str, Any]:
     seconds = None
     if trial.datetime_start is not None and trial.datetime_complete is not None:
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
-    value = _finite(trial.value) if trial.values is not None and len(trial.values) == 1 else None
+    values = [_finite(v) for v in trial.values] if trial.values else None
     return {
         "number": trial.number,
         "state": trial.state.name,
         "params": dict(trial.params),
-        "value": value,
+        # The validation metric (the first objective); `values` has every objective's value
+        # (metric and cost in a multi-objective study), None where the trial has none.
+        "value": values[0] if values else None,
+        "values": values,
         "best_epoch": attrs.get("best_epoch"),
         "epochs_run": attrs.get("epochs_run"),
         "seconds": seconds,
@@ -140,46 +143,162 @@ def overhead(study_user_attrs: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def cost_of(seconds: float, gpus: Any) -> float:
+    """Compute of `seconds` of training on `gpus` GPUs: seconds x max(1, GPUs).
+
+    A trial trained on the CPU counts as one device, so its cost is its training seconds.
+    The one formula behind `sweep best --budget`, the report and the cost objective of a
+    multi-objective study (sweep.objective returns it), so they cannot disagree.
+    """
+    n_gpus = int(gpus) if isinstance(gpus, int | float) and math.isfinite(gpus) else 0
+    return float(seconds) * max(1, n_gpus)
+
+
 def trial_cost(trial: FrozenTrial) -> float | None:
-    """A trial's compute: training seconds x GPUs (a trial trained on the CPU counts as one
-    device, so its cost is its training seconds); None if it recorded no training time."""
-    seconds = trial.user_attrs.get("train_seconds")
+    """A trial's compute (`cost_of` its recorded train_seconds and gpus); None if it recorded
+    no training time."""
+    seconds = _finite(trial.user_attrs.get("train_seconds"))
     if seconds is None:
         return None
-    return float(seconds) * max(1, int(trial.user_attrs.get("gpus") or 0))
+    return cost_of(seconds, trial.user_attrs.get("gpus"))
+
+
+def is_multi_objective(study: optuna.Study) -> bool:
+    """Whether the study has a second objective (sweep's is always cost: values[1])."""
+    return len(study.directions) > 1
+
+
+def metric_of(trial: FrozenTrial) -> float | None:
+    """The trial's validation metric (values[0], also of a multi-objective study), None when
+    it has none or it is not finite."""
+    if trial.state != TrialState.COMPLETE or not trial.values:
+        return None
+    return _finite(trial.values[0])
+
+
+def pareto_flags(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """For points of two objectives, both minimized: whether each is on the Pareto front.
+
+    A point is on the front when no other point is at least as good in both objectives and
+    strictly better in one. Identical points are all on the front, as in Optuna's
+    `study.best_trials`. Sorted sweep: O(n log n).
+    """
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
+    flags = [False] * len(points)
+    best = math.inf
+    leader: tuple[float, float] | None = None  # the first point that reached `best`
+    for i in order:
+        point = (points[i][0], points[i][1])
+        if point[1] < best:
+            flags[i], best, leader = True, point[1], point
+        elif point == leader:
+            flags[i] = True  # a twin of a front point: neither dominates the other
+    return flags
+
+
+def pareto_front_trials(
+    trials: Sequence[FrozenTrial], directions: Sequence[Any]
+) -> list[FrozenTrial]:
+    """The COMPLETE trials of a multi-objective study on its Pareto front, by number.
+
+    The same set as Optuna's `study.best_trials`, computed from trials already read.
+    """
+    signs = [1.0 if _direction_name(d) == "minimize" else -1.0 for d in directions[:2]]
+    scored = [
+        (t, (signs[0] * t.values[0], signs[1] * t.values[1]))
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.values is not None
+        and len(t.values) >= 2
+        and all(math.isfinite(v) for v in t.values[:2])
+    ]
+    flags = pareto_flags([point for _, point in scored])
+    return sorted((t for (t, _), on in zip(scored, flags, strict=True) if on), key=_number)
+
+
+def _number(trial: FrozenTrial) -> int:
+    return trial.number
+
+
+def _direction_name(direction: Any) -> str:
+    return str(getattr(direction, "name", direction)).lower()
 
 
 def best_trial(study: optuna.Study, budget: float | None = None) -> FrozenTrial | None:
-    """The best COMPLETE trial, or None if there is none yet; with `budget` (seconds), the best
-    of those whose cost (`trial_cost`) is at most that."""
-    if budget is None:
+    """The best COMPLETE trial, or None if there is none yet.
+
+    With `budget` (seconds): the best of those whose cost (`trial_cost`) is at most that; of
+    equally good ones the cheapest. In a multi-objective study (metric and cost) the best is
+    the trial with the best metric, the cheapest of equals: a trial on the Pareto front (none
+    is both as good and cheaper), the front's most accurate end; with `budget`, the most
+    accurate end of the front of the trials that fit.
+    """
+    multi = is_multi_objective(study)
+    if budget is None and not multi:
         try:
             return study.best_trial
         except ValueError:
             return None
-    fits = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if (cost := trial_cost(t)) is not None and cost <= budget and t.value is not None
-    ]
+    limit = math.inf if budget is None else budget
+    fits = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        value = metric_of(t)
+        # A multi-objective study's cost is its second objective (the same number as
+        # trial_cost: the objective computes it with cost_of from what it records).
+        cost = _finite(t.values[1]) if multi and len(t.values) > 1 else trial_cost(t)
+        if value is None or (budget is not None and (cost is None or cost > limit)):
+            continue
+        fits.append((value, math.inf if cost is None else cost, t))
     if not fits:
         return None
-    sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
-    return min(fits, key=lambda t: (sign * t.value, t.number))
+    sign = 1.0 if _direction_name(study.directions[0]) == "minimize" else -1.0
+    return min(fits, key=lambda f: (sign * f[0], f[1], f[2].number))[2]
+
+
+def objective_names(directions: int, user_attrs: Mapping[str, Any]) -> list[str]:
+    """What each objective of a study is: ["val_loss"], or ["val_loss", "cost"] for a sweep
+    study whose metric lists cost ("value" where a study not made by sweep does not say)."""
+    names = [str(user_attrs.get(ATTR_METRIC) or "value")]
+    config = user_attrs.get(ATTR_CONFIG)
+    metric = config.get("metric") if isinstance(config, Mapping) else None
+    listed = isinstance(metric, list) and any(
+        isinstance(m, Mapping) and m.get("name") == "cost" for m in metric
+    )
+    for index in range(1, directions):
+        names.append("cost" if index == 1 and listed else f"value {index}")
+    return names
 
 
 def study_status(study: optuna.Study) -> dict[str, Any]:
-    """Everything `sweep status` shows, as plain data."""
+    """Everything `sweep status` shows, as plain data.
+
+    A multi-objective study (metric and cost) also says which trials are on its Pareto front:
+    `pareto_front` (trial numbers) and `pareto` on each trial row (None in a single-objective
+    study, which has no front).
+    """
     trials = study.get_trials(deepcopy=False)
     best = best_trial(study)
     attrs = study.user_attrs
     counts = Counter(t.state.name for t in trials)
+    directions = [_direction_name(d) for d in study.directions]
+    front: list[int] | None = None
+    if len(directions) > 1:
+        front = [t.number for t in pareto_front_trials(trials, study.directions)]
+    on_front = set(front or ())
+    rows = []
+    for t in trials:
+        row = trial_row(t)
+        row["pareto"] = (t.number in on_front) if front is not None else None
+        rows.append(row)
     return {
         "study": study.study_name,
-        "direction": study.direction.name.lower(),
+        "direction": directions[0],
+        "directions": directions,
+        "objectives": objective_names(len(directions), attrs),
         "metric": attrs.get(ATTR_METRIC),
-        "trials": [trial_row(t) for t in trials],
+        "trials": rows,
         "best": trial_row(best) if best is not None else None,
+        "pareto_front": front,
         "counts": {state.name: counts.get(state.name, 0) for state in TrialState},
         "counted_towards_trials": sum(1 for t in trials if counts_towards_budget(t)),
         "overhead": overhead(attrs),
@@ -192,12 +311,8 @@ def studies_rows(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
     for frozen in storage.get_all_studies():
         trials = storage.get_all_trials(frozen._study_id, deepcopy=False)
         direction = frozen.directions[0]
-        complete = [
-            t.value
-            for t in trials
-            if t.state == TrialState.COMPLETE and t.values is not None and len(t.values) == 1
-        ]
-        complete = [v for v in complete if _finite(v) is not None]
+        # The metric: the first objective, also of a multi-objective study.
+        complete = [v for t in trials if (v := metric_of(t)) is not None]
         best = None
         if complete:
             best = min(complete) if direction.name == "MINIMIZE" else max(complete)
@@ -209,6 +324,7 @@ def studies_rows(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
                 "best_value": best,
                 "direction": direction.name.lower(),
                 "metric": frozen.user_attrs.get(ATTR_METRIC),
+                "objectives": objective_names(len(frozen.directions), frozen.user_attrs),
             }
         )
     return rows
@@ -265,21 +381,29 @@ def fmt_worker(row: Mapping[str, Any]) -> str:
 
 
 def render_status(status: Mapping[str, Any], console: Any) -> None:
-    """Draw the status rows on a Rich console: trials table, best trial, counts, overhead."""
+    """Draw the status rows on a Rich console: trials table, best trial, counts, overhead.
+
+    A multi-objective study gets a column per objective, a `pareto` column marking the trials
+    on the Pareto front, and a line listing them.
+    """
     from rich.table import Table
 
     metric = status.get("metric") or "value"
-    table = Table(title=f"study {status['study']} ({metric}, {status['direction']})")
-    for header, justify in (
-        ("#", "right"),
-        ("state", "left"),
-        ("parameters", "left"),
-        (metric, "right"),
+    objectives = status.get("objectives") or [metric]
+    directions = status.get("directions") or [status["direction"]]
+    multi = status.get("pareto_front") is not None
+    what = "; ".join(f"{n}, {d}" for n, d in zip(objectives, directions, strict=False))
+    table = Table(title=f"study {status['study']} ({what if multi else f'{metric}, {what}'})")
+    headers = [("#", "right"), ("state", "left"), ("parameters", "left"), (metric, "right")]
+    if multi:
+        headers += [(name, "right") for name in objectives[1:]] + [("pareto", "center")]
+    headers += [
         ("epochs best/run", "right"),
         ("seconds", "right"),
         ("worker", "left"),
         ("end", "left"),
-    ):
+    ]
+    for header, justify in headers:
         table.add_column(header, justify=justify)  # type: ignore[arg-type]
     best_number = status["best"]["number"] if status["best"] else None
     for row in status["trials"]:
@@ -289,30 +413,41 @@ def render_status(status: Mapping[str, Any], console: Any) -> None:
         end = row["end_reason"]
         if row.get("retry_of") is not None:
             end = f"{end} (retry of #{row['retry_of']})"
-        table.add_row(
-            str(row["number"]),
-            row["state"],
-            fmt_params(row["params"]),
-            fmt_number(row["value"]),
-            fmt_epochs(row),
-            fmt_number(row["seconds"]),
-            fmt_worker(row),
-            end,
-            style=style,
-        )
+        cells = [str(row["number"]), row["state"], fmt_params(row["params"])]
+        cells.append(fmt_number(row["value"]))
+        if multi:
+            values = row.get("values") or []
+            cells += [
+                fmt_number(values[i] if i < len(values) else None)
+                for i in range(1, len(objectives))
+            ]
+            cells.append("*" if row.get("pareto") else "")
+        cells += [fmt_epochs(row), fmt_number(row["seconds"]), fmt_worker(row), end]
+        table.add_row(*cells, style=style)
     console.print(table)
     console.print(best_line(status["best"], metric))
+    if multi:
+        console.print(pareto_line(status["pareto_front"]))
     counts = ", ".join(f"{n} {state.lower()}" for state, n in status["counts"].items() if n)
     console.print(f"trials: {counts or 'none'}")
     console.print(overhead_line(status["overhead"]))
+
+
+def pareto_line(front: Sequence[int]) -> str:
+    """`Pareto front: #3, #7, #9` (trials no other trial beats on both metric and cost)."""
+    if not front:
+        return "Pareto front: no complete trial yet"
+    return "Pareto front: " + ", ".join(f"#{n}" for n in front)
 
 
 def best_line(best: Mapping[str, Any] | None, metric: str) -> str:
     """`best: trial 3, val_loss 0.41 (lr=...)` or a note that there is none."""
     if best is None:
         return "best: no complete trial yet"
+    values = best.get("values") or []
+    cost = f", cost {fmt_number(values[1])} s" if len(values) > 1 else ""
     return (
-        f"best: trial {best['number']}, {metric} {fmt_number(best['value'])} "
+        f"best: trial {best['number']}, {metric} {fmt_number(best['value'])}{cost} "
         f"({fmt_params(best['params'])})"
     )
 
