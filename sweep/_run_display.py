@@ -16,9 +16,10 @@ from sweep.status import (
 
 
 def best_value(study: Any) -> float | None:
-    """The value of the study's best trial so far, or None."""
+    """The metric of the study's best trial so far (values[0], also in a multi-objective
+    study), or None."""
     best = best_trial(study)
-    return best.value if best is not None else None
+    return best.values[0] if best is not None else None
 
 
 class RunDisplay:
@@ -109,10 +110,13 @@ class RunDisplay:
 
 
 def trial_line(row: dict[str, Any], metric: str) -> str:
-    """`trial 3  COMPLETE  val_loss 0.4123  lr=... batch=32 ...  12.3 s  complete`."""
+    """`trial 3  COMPLETE  val_loss 0.4123  lr=... batch=32 ...  12.3 s  complete`; in a
+    multi-objective study the cost follows the metric (`val_loss 0.4123  cost 8.2 s`)."""
+    values = row.get("values") or []
+    cost = f"cost {fmt_number(values[1]) + ' s':<9}  " if len(values) > 1 else ""
     return (
         f"trial {row['number']:>3}  {row['state']:<8}  {metric} {fmt_number(row['value']):<9}  "
-        f"{fmt_params(row['params'])}  {fmt_number(row['seconds'])} s  {row['end_reason']}"
+        f"{cost}{fmt_params(row['params'])}  {fmt_number(row['seconds'])} s  {row['end_reason']}"
     )
 
 

@@ -150,7 +150,7 @@ def _open_run_study(
 ) -> tuple[Any, Any, bool]:
     """Create the study or join it; returns (storage, study, created). Race-free: many workers
     may call this at once (`one_of_many`: then each joining worker gets its own sampler seed)."""
-    from sweep.objective import study_direction
+    from sweep.objective import study_directions
     from sweep.space import describe_space_change, make_pruner, make_sampler, space_signature
 
     opened = open_storage(url)
@@ -158,7 +158,7 @@ def _open_run_study(
         study_obj, created = open_study(
             opened,
             config.name,
-            direction=study_direction(config),
+            direction=study_directions(config),
             sampler=make_sampler(config),
             pruner=make_pruner(config),
             signature=space_signature(config),

@@ -167,8 +167,10 @@ def export_trial(
             "study": study.study_name,
             "trial": trial.number,
             "metric": study.user_attrs.get(ATTR_METRIC),
-            "direction": study.direction.name.lower(),
-            "value": trial.value,
+            # The metric is the first objective; a multi-objective study's second is the cost.
+            "direction": study.directions[0].name.lower(),
+            "value": trial.values[0] if trial.values else None,
+            "values": trial.values,
             "params": trial.params,
             "metrics": {k: trial.user_attrs[k] for k in _METRIC_ATTRS if k in trial.user_attrs},
             "seed": trial.user_attrs.get("seed"),

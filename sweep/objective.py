@@ -5,7 +5,9 @@ what it cost as user attributes (see `Objective.__call__`), so `sweep status` an
 what happened without re-running anything.
 
 How a trial ends:
-- complete      -> COMPLETE with value = best_val_loss (or the accuracy at that epoch)
+- complete      -> COMPLETE with value = best_val_loss (or the accuracy at that epoch); in a
+                   multi-objective study (`metric: [val_loss, cost]`) the values are (that
+                   metric, cost = training seconds x GPUs, see sweep.status.cost_of)
 - stopped       -> PRUNED (the pruner asked after an epoch), `pruned_at_epoch` recorded
 - nan-loss      -> FAIL (end_reason "nan-loss"); counts towards --trials: the parameters did it
 - an exception  -> FAIL (end_reason "error", `error` = the message); the sweep goes on, except for
@@ -38,6 +40,7 @@ import optuna
 
 from sweep.errors import SweepError
 from sweep.space import suggest_params
+from sweep.status import cost_of
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +174,9 @@ class Objective:
         self.on_start = on_start
         self.on_epoch = on_epoch
         self.metric: str = config.metric.name
+        # Cost is a second objective: Optuna cannot prune such a study (trial.report and
+        # should_prune raise), so the epochs are only recorded (user attr epoch_history).
+        self.with_cost: bool = bool(getattr(config.metric, "cost", False))
         self.keep_best: int = config.keep_best
         self.train_seconds = 0.0
         self.trials_run = 0
@@ -179,8 +185,9 @@ class Objective:
         self._model_specs = config.model_specs()
         self._worker = worker_id()
 
-    def __call__(self, trial: optuna.Trial) -> float:
-        """Run one trial; returns its value, raises TrialPruned / TrialFailed / the rest."""
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        """Run one trial; returns its value, or (metric, cost) in a multi-objective study;
+        raises TrialPruned / TrialFailed / the rest."""
         self.current_trial = trial
         self.trials_run += 1
         trial.set_user_attr("worker", self._worker)
@@ -210,10 +217,12 @@ class Objective:
             epochs_seen.append(metrics)
             value = metrics.val_loss if self.metric == "val_loss" else metrics.val_accuracy
             with self.gate.closed():
-                if math.isfinite(value):
+                if math.isfinite(value) and not self.with_cost:
                     trial.report(value, metrics.epoch)
                 if self.on_epoch is not None:
                     self.on_epoch(trial.number, params, metrics)
+                if self.with_cost:
+                    return False
                 # After the last epoch there is no compute left to save: the trial completes
                 # (pruning it would only throw its result away).
                 return metrics.epoch < params.epochs and trial.should_prune()
@@ -262,13 +271,17 @@ class Objective:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
             raise TrialFailed(_first_line(e)) from e
         self.train_seconds += result.train_seconds
-        self._record_result(trial, result)
+        attrs = self._record_result(trial, result)
 
         if result.end_reason == "complete":
             value = result.best_val_loss if self.metric == "val_loss" else result.best_val_accuracy
             if not math.isfinite(value):
                 trial.set_user_attr("end_reason", "nan-loss")
                 raise TrialFailed(f"{self.metric} is {value}")
+            if self.with_cost:
+                # From the recorded attributes, so the value is exactly what `sweep best
+                # --budget` and the report compute from them.
+                return float(value), cost_of(attrs["train_seconds"], attrs["gpus"])
             return float(value)
         if result.end_reason == "stopped":
             epoch = len(result.epochs)
@@ -290,7 +303,8 @@ class Objective:
             trial.set_user_attr("epochs_run", len(epochs))
             trial.set_user_attr("epoch_history", [_epoch_dict(e) for e in epochs])
 
-    def _record_result(self, trial: optuna.Trial, result: Any) -> None:
+    def _record_result(self, trial: optuna.Trial, result: Any) -> dict[str, Any]:
+        """Write the result's user attributes; returns them."""
         best = result.best_epoch
         attrs: dict[str, Any] = {
             "end_reason": result.end_reason,
@@ -317,6 +331,7 @@ class Objective:
             if isinstance(value, float) and not math.isfinite(value):
                 value = None  # JSON has no NaN; None reads as "not measured"
             trial.set_user_attr(key, value)
+        return attrs
 
 
 def _epoch_dict(metrics: Any) -> dict[str, Any]:
@@ -332,3 +347,10 @@ def study_direction(config: Any) -> str:
     if goal:
         return str(goal)
     return "minimize" if config.metric.name == "val_loss" else "maximize"
+
+
+def study_directions(config: Any) -> list[str]:
+    """The Optuna directions of the study: the metric's, then "minimize" when cost is an
+    objective (values[0] is always the metric, values[1] the cost)."""
+    cost = ["minimize"] if getattr(config.metric, "cost", False) else []
+    return [study_direction(config), *cost]

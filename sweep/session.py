@@ -44,7 +44,7 @@ from sweep.heartbeat import (
     reap_lost_trials,
 )
 from sweep.objective import Objective, TrialFailed, TrialPreempted, worker_id
-from sweep.status import SESSION_PREFIX, counts_towards_budget
+from sweep.status import SESSION_PREFIX, counts_towards_budget, metric_of, trial_cost
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +68,13 @@ def prune_kept_models(
         return []
     if trials is None:
         trials = study.get_trials(deepcopy=False)
-    complete = [
-        t
-        for t in trials
-        if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
-    ]
-    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    complete.sort(key=lambda t: (t.value if not reverse else -t.value, t.number))
-    keep_numbers = {t.number for t in complete[: max(keep, 0)]}
+    # Ranked by the metric (values[0], also in a multi-objective study), the cheaper of equals
+    # first: the first is the trial `sweep best` picks, whose model is the one to keep.
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    ranked = sorted(
+        (sign * value, _cost(t), t.number) for t in trials if (value := metric_of(t)) is not None
+    )
+    keep_numbers = {number for _, _, number in ranked[: max(keep, 0)]}
     finished = {t.number for t in trials if t.state.is_finished()}
     removed = []
     for folder in root.glob("trial-*"):
@@ -87,6 +86,11 @@ def prune_kept_models(
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(number)
     return sorted(removed)
+
+
+def _cost(trial: FrozenTrial) -> float:
+    cost = trial_cost(trial)
+    return math.inf if cost is None else cost
 
 
 class Session:
@@ -238,7 +242,7 @@ class Session:
         self.study._thread_local.cached_all_trials = None
         trial = optuna.Trial(self.study, trial_id)
         self.objective.current_trial = trial
-        value: float | None = None
+        value: float | Sequence[float] | None = None
         state = TrialState.FAIL
         preempted = False
         # (The claim wrote the first beat.)
@@ -280,7 +284,7 @@ class Session:
         self._after_trial(frozen)
 
     def _tell(
-        self, trial: optuna.Trial, state: TrialState, value: float | None
+        self, trial: optuna.Trial, state: TrialState, value: float | Sequence[float] | None
     ) -> FrozenTrial | None:
         """Store the trial's end; returns it, or None if it was already finished elsewhere."""
         try:
@@ -299,7 +303,7 @@ class Session:
             return self._hand_result_to_retry(trial, state, value)
 
     def _hand_result_to_retry(
-        self, trial: optuna.Trial, state: TrialState, value: float | None
+        self, trial: optuna.Trial, state: TrialState, value: float | Sequence[float] | None
     ) -> FrozenTrial | None:
         lost = self.study._storage.get_trial(trial._trial_id)
         # The retry was queued a moment ago: ask the database, not this worker's view.

@@ -283,7 +283,7 @@ def open_study(
     storage: optuna.storages.BaseStorage,
     name: str,
     *,
-    direction: str,
+    direction: str | Sequence[str],
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
     signature: dict[str, Any],
@@ -294,20 +294,22 @@ def open_study(
 ) -> tuple[optuna.Study, bool]:
     """Create the study, or load it to continue; returns (study, created).
 
-    Continuing is refused (ConfigError, nothing written) when the stored search space or the
-    direction differs from this one. A new study gets `user_attrs` and its `enqueue` entries
-    (only then, so continuing never queues them twice).
+    `direction`: one ("minimize") or one per objective (["minimize", "minimize"]: a study
+    with cost as a second objective). Continuing is refused (ConfigError, nothing written) when
+    the stored search space or the directions differ from these. A new study gets `user_attrs`
+    and its `enqueue` entries (only then, so continuing never queues them twice).
 
     Many workers may start at once: one creates the study (the database refuses a second study of
     the same name), the others load it. The creator writes the search-space signature last, after
     the queued trials, so a worker that finds the signature finds a complete study.
     """
+    directions = [direction] if isinstance(direction, str) else list(direction)
     if name not in study_names(storage):
         try:
             study = optuna.create_study(
                 storage=storage,
                 study_name=name,
-                direction=direction,
+                directions=directions,
                 sampler=sampler,
                 pruner=pruner,
             )
@@ -333,12 +335,21 @@ def open_study(
             f"study {name!r} was created with a different search space ({change}); "
             "run it with the old study file, or start a new study with --name"
         )
-    if study.direction.name.lower() != direction:
+    stored = [d.name.lower() for d in study.directions]
+    if stored != directions:
         raise ConfigError(
-            f"study {name!r} is {study.direction.name.lower()}d, the study file says "
-            f"{direction}; start a new study with --name"
+            f"study {name!r} {_objectives_text(stored)}, the study file says "
+            f"{_objectives_text(directions, file=True)}; start a new study with --name"
         )
     return study, False
+
+
+def _objectives_text(directions: Sequence[str], *, file: bool = False) -> str:
+    """ "is minimized" / "minimize", or for two objectives (metric and cost) what they are."""
+    if len(directions) == 1:
+        return directions[0] if file else f"is {directions[0]}d"
+    text = f"{directions[0]} the metric and {' and '.join(directions[1:])} cost"
+    return text if file else f"has two objectives ({text})"
 
 
 CREATION_WAIT_S = 30.0
