@@ -436,9 +436,19 @@ def study_figures(rows: StudyRows) -> list[tuple[str, str, go.Figure]]:
             learning_rate_figure(rows),
         ),
         (
-            f"{metric} against cost",
-            f"{metric} against {unit} per trial; the red Pareto front joins the trials no "
-            f"cheaper trial beats, so its steps show what each extra minute of compute buys.",
+            f"Pareto front: {metric} against cost"
+            if rows.multi_objective
+            else f"{metric} against cost",
+            (
+                f"The study's two objectives, {metric} and {unit}, per complete trial; the red "
+                f"Pareto front joins the trials no other trial beats on both (sweep best "
+                f"--budget picks the best {metric} along it), its steps show what each extra "
+                f"minute of compute buys."
+                if rows.multi_objective
+                else f"{metric} against {unit} per trial; the red Pareto front joins the trials "
+                f"no cheaper trial beats, so its steps show what each extra minute of compute "
+                f"buys."
+            ),
             cost_figure(rows),
         ),
         (

@@ -112,18 +112,20 @@ def header_html(rows: StudyRows) -> str:
             f"trial {best['number']}: {rows.metric} {fmt_number(best['value'])} "
             f"({fmt_params(best['params'])})"
         )
-    items = [
-        ("study", rows.name),
-        ("metric", f"{rows.metric}, {rows.direction} ({rows.better} is better)"),
-        ("data", rows.data or "-"),
-    ]
+    metric = f"{rows.metric}, {rows.direction} ({rows.better} is better)"
+    if rows.multi_objective:
+        metric += f"; and cost ({rows.cost_unit}), minimize: two objectives"
+    items = [("study", rows.name), ("metric", metric), ("data", rows.data or "-")]
     if rows.label_names:
         items.append(("labels", ", ".join(rows.label_names)))
     items += [
         ("trials", f"{sum(rows.counts.values())}: {_counts_text(rows.counts)}"),
         ("best", best_text),
-        ("total compute", _cost_text(rows.total_cost, rows.cost_unit)),
     ]
+    if rows.pareto_front is not None:
+        front = ", ".join(f"#{n}" for n in rows.pareto_front) or "no complete trial yet"
+        items.append(("Pareto front", front))
+    items.append(("total compute", _cost_text(rows.total_cost, rows.cost_unit)))
     body = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
     return f'<dl class="header">{body}</dl>'
 
@@ -138,6 +140,7 @@ def trials_table_html(rows: StudyRows) -> str:
         ("best epoch", "num"),
         ("epochs run", "num"),
         (rows.cost_unit, "num"),
+        *([("Pareto", "text")] if rows.multi_objective else []),
         ("worker", "text"),
         ("device", "text"),
         ("end reason", "text"),
@@ -162,6 +165,11 @@ def trials_table_html(rows: StudyRows) -> str:
             _num_cell(r["best_epoch"]),
             _num_cell(r["epochs_run"]),
             _num_cell(r["cost"]),
+            *(
+                ['<td class="pareto">on front</td>' if r["pareto"] else "<td></td>"]
+                if rows.multi_objective
+                else []
+            ),
             f"<td>{_e(r['worker'] or '-')}</td>",
             f"<td>{_e(r['device'] or '-')}</td>",
             f'<td class="reason">{_e(r["end_reason"])}</td>',

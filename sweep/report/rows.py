@@ -29,7 +29,10 @@ from sweep.status import (
     ATTR_METRIC,
     ATTR_SWEEP_VERSION,
     best_trial,
+    cost_of,
     end_reason,
+    objective_names,
+    pareto_flags,
     trial_row,
 )
 
@@ -61,16 +64,25 @@ class StudyRows:
     total_cost: float  # sum of the cost of every trial that recorded its training time
     model_sizes: list[str]  # the study's ladder order (config `models:`), then any others
     params: list[str]  # parameter names shown, MAIN_PARAMS first
-    trials: list[dict[str, Any]]  # the table: one row per trial
+    trials: list[dict[str, Any]]  # the table: one row per trial (with cost, pareto)
     history: list[dict[str, Any]]  # optimization history: complete trials with best-so-far
     curves: list[dict[str, Any]]  # learning curves: val_loss per epoch, per trial
     parallel: list[dict[str, Any]]  # complete trials: value and parameters
     importances: dict[str, float] | None  # parameter -> share of variance it explains alone
     importance_note: str | None  # why there are no importances
     by_learning_rate: list[dict[str, Any]]  # complete trials: learning rate, value, model size
-    cost: list[dict[str, Any]]  # complete trials: cost, value, on the Pareto front or not
+    cost: list[dict[str, Any]]  # complete trials: cost, value, on the metric-cost Pareto front
     timeline: list[dict[str, Any]]  # started trials: worker, start, end, state
     generated: str = field(default="")  # ISO time the rows were read
+    # The study's objectives: [metric], or [metric, "cost"] when cost is a second objective;
+    # then `cost` rows' pareto flags are the study's own Pareto front (`pareto_front`).
+    objectives: list[str] = field(default_factory=list)
+    pareto_front: list[int] | None = None  # front trial numbers of a multi-objective study
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether cost is the study's second objective (its Pareto front is the study's)."""
+        return self.pareto_front is not None
 
     @property
     def better(self) -> str:
@@ -87,7 +99,8 @@ def _finite(value: Any) -> float | None:
 
 
 def _value(trial: FrozenTrial) -> float | None:
-    if trial.state != TrialState.COMPLETE or trial.values is None or len(trial.values) != 1:
+    # The metric: the only value, or the first of a multi-objective study (then cost).
+    if trial.state != TrialState.COMPLETE or not trial.values:
         return None
     return _finite(trial.values[0])
 
@@ -112,9 +125,14 @@ def trial_cost(trial: FrozenTrial) -> float | None:
         seconds = _epoch_seconds(attrs.get("epoch_history"))
     if seconds is None:
         return None
-    gpus = attrs.get("gpus")
-    n_gpus = int(gpus) if isinstance(gpus, int | float) and math.isfinite(gpus) else 0
-    return seconds * max(1, n_gpus)
+    return cost_of(seconds, attrs.get("gpus"))
+
+
+def _cost_value(trial: FrozenTrial) -> float | None:
+    """The cost objective (values[1]) of a complete multi-objective trial."""
+    if trial.values is None or len(trial.values) < 2:
+        return None
+    return _finite(trial.values[1])
 
 
 def _on_cuda(trial: FrozenTrial) -> bool:
@@ -275,7 +293,9 @@ def collect(study: optuna.Study) -> StudyRows:
     """Read a study once and compute the rows of every part of its report."""
     trials = study.get_trials(deepcopy=False)
     attrs = study.user_attrs
-    direction = study.direction.name.lower()
+    directions = [d.name.lower() for d in study.directions]
+    direction = directions[0]  # the metric's
+    multi = len(directions) > 1
     metric = str(attrs.get(ATTR_METRIC) or "value")
     best = best_trial(study)
     best_number = best.number if best is not None else None
@@ -283,6 +303,12 @@ def collect(study: optuna.Study) -> StudyRows:
     labels = attrs.get(ATTR_LABEL_NAMES)
 
     costs = {t.number: trial_cost(t) for t in trials}
+    if multi:
+        # The cost objective itself (the same number, computed by the objective with cost_of).
+        for t in trials:
+            value = _cost_value(t) if _value(t) is not None else None
+            if value is not None:
+                costs[t.number] = value
     cost_unit = COST_GPU if any(_on_cuda(t) for t in trials) else COST_CPU
 
     table = []
@@ -311,7 +337,14 @@ def collect(study: optuna.Study) -> StudyRows:
     ]
 
     priced = [t for t in complete if costs[t.number] is not None]
-    front = pareto_front([(costs[t.number], _value(t)) for t in priced], direction)  # type: ignore[misc]
+    points = [(costs[t.number], _value(t)) for t in priced]
+    if multi:
+        # The study's own Pareto front (as Optuna's study.best_trials: twins are both on it).
+        sign = 1.0 if direction == "minimize" else -1.0
+        front = pareto_flags([(sign * v, c) for c, v in points])  # type: ignore[operator]
+    else:
+        front = pareto_front(points, direction)  # type: ignore[arg-type]
+    on_front = {t.number for t, on in zip(priced, front, strict=True) if on}
     cost_rows = [
         {
             "number": t.number,
@@ -322,6 +355,9 @@ def collect(study: optuna.Study) -> StudyRows:
         }
         for t, on in zip(priced, front, strict=True)
     ]
+
+    for row in table:
+        row["pareto"] = row["number"] in on_front
 
     now = dt.datetime.now()
     timeline = []
@@ -372,6 +408,8 @@ def collect(study: optuna.Study) -> StudyRows:
         cost=cost_rows,
         timeline=timeline,
         generated=now.isoformat(timespec="seconds"),
+        objectives=objective_names(len(directions), attrs),
+        pareto_front=sorted(on_front) if multi else None,
     )
 
 
