@@ -17,6 +17,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep.pareto import pareto_front_trials
+
 # Study user attributes written by `sweep run`.
 ATTR_CONFIG = "config"  # the resolved study config (StudyConfig.resolved())
 ATTR_SIGNATURE = "space_signature"  # space_signature(config), compared when a study is continued
@@ -174,50 +176,6 @@ def metric_of(trial: FrozenTrial) -> float | None:
     if trial.state != TrialState.COMPLETE or not trial.values:
         return None
     return _finite(trial.values[0])
-
-
-def pareto_flags(points: Sequence[tuple[float, float]]) -> list[bool]:
-    """For points of two objectives, both minimized: whether each is on the Pareto front.
-
-    A point is on the front when no other point is at least as good in both objectives and
-    strictly better in one. Identical points are all on the front, as in Optuna's
-    `study.best_trials`. Sorted sweep: O(n log n).
-    """
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
-    flags = [False] * len(points)
-    best = math.inf
-    leader: tuple[float, float] | None = None  # the first point that reached `best`
-    for i in order:
-        point = (points[i][0], points[i][1])
-        if point[1] < best:
-            flags[i], best, leader = True, point[1], point
-        elif point == leader:
-            flags[i] = True  # a twin of a front point: neither dominates the other
-    return flags
-
-
-def pareto_front_trials(
-    trials: Sequence[FrozenTrial], directions: Sequence[Any]
-) -> list[FrozenTrial]:
-    """The COMPLETE trials of a multi-objective study on its Pareto front, by number.
-
-    The same set as Optuna's `study.best_trials`, computed from trials already read.
-    """
-    signs = [1.0 if _direction_name(d) == "minimize" else -1.0 for d in directions[:2]]
-    scored = [
-        (t, (signs[0] * t.values[0], signs[1] * t.values[1]))
-        for t in trials
-        if t.state == TrialState.COMPLETE
-        and t.values is not None
-        and len(t.values) >= 2
-        and all(math.isfinite(v) for v in t.values[:2])
-    ]
-    flags = pareto_flags([point for _, point in scored])
-    return sorted((t for (t, _), on in zip(scored, flags, strict=True) if on), key=_number)
-
-
-def _number(trial: FrozenTrial) -> int:
-    return trial.number
 
 
 def _direction_name(direction: Any) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep.pareto import pareto_flags
 from sweep.status import (
     ATTR_CONFIG,
     ATTR_DATA_SOURCE,
@@ -32,7 +33,6 @@ from sweep.status import (
     cost_of,
     end_reason,
     objective_names,
-    pareto_flags,
     trial_row,
 )
 
