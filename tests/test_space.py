@@ -18,6 +18,7 @@ from sweep.space import (
     describe_space_change,
     distributions,
     grid_space,
+    hyperband_reduction_factor,
     make_pruner,
     make_sampler,
     space_signature,
@@ -218,7 +219,9 @@ def test_pruner_defaults_and_settings(tmp_path: Path) -> None:
     hyperband = make_pruner(load(tmp_path))
     assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
     assert (hyperband._min_resource, hyperband._max_resource) == (1, 4)  # epochs are the resource
-    assert hyperband._reduction_factor == 3
+    # 4 epochs: a factor of 3 would leave two brackets, so the default is 2 (three brackets).
+    assert hyperband._reduction_factor == 2
+    assert [hyperband_reduction_factor(n) for n in (1, 4, 8, 9, 30)] == [2, 2, 2, 3, 3]
     custom = make_pruner(
         load(tmp_path, STUDY + "pruner: {name: hyperband, reduction_factor: 2, max_resource: 3}\n")
     )
