@@ -17,7 +17,10 @@ from typing import Any
 
 from _search_table import TableError, missing_configs, snap_lr
 
-SIDES = ("default", "random")
+# default: what sweep builds when a study names no sampler or pruner (TPE + Hyperband);
+# random: plain random search without pruning, the baseline; random_hyperband: random sampling
+# with sweep's default pruner (Hyperband as its paper runs it), shown beside the default.
+SIDES = ("default", "random", "random_hyperband")
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,11 @@ class SideRun:
 
 
 def study_config(table: dict[str, Any], side: str, seed: int) -> Any:
-    """The StudyConfig of the table's search space: sweep's defaults, or random without pruning.
+    """The StudyConfig of the table's search space for one of SIDES.
 
     For "default" the config leaves `sampler` and `pruner` out, so whatever sweep builds for a
-    study file that does not name them is what is measured.
+    study file that does not name them is what is measured; "random_hyperband" names only
+    `sampler: random`.
     """
     from sweep.config import StudyConfig
 
@@ -94,6 +98,8 @@ def study_config(table: dict[str, Any], side: str, seed: int) -> Any:
     }
     if side == "random":
         data.update(sampler="random", pruner="none")
+    elif side == "random_hyperband":
+        data.update(sampler="random")
     return StudyConfig.model_validate(data)
 
 

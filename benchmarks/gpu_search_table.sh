@@ -3,6 +3,9 @@
 #
 #   bash benchmarks/gpu_search_table.sh [TABLE]
 #
+# The table this made on an NVIDIA H100 (590 s of training, in two commands) ships in
+# benchmarks/tables/; run this to remake it on other hardware or software.
+#
 # Fine-tunes every configuration of the grid once (nano/micro/mini x 4 learning rates x batch
 # 16/32/64 = 36 configurations, 4 epochs each, SST-2 limited to 8000 train rows) with sweep's own
 # training code, then replays 5 seeds of 50 trials per side. TABLE defaults to the path the replay

@@ -37,10 +37,16 @@ than they would train, on both sides alike. Training every epochs value separate
 this at 2.5x the build's compute (1+2+3+4 epochs instead of 4), which does not fit a GPU
 session's 10 minutes, so the table does not.
 
-The table lives outside the repository: by default $SWEEP_CACHE_DIR/benchmarks/ (else
-~/.cache/sweep/benchmarks/), named after the data, --limit-train and --max-length. It records how
-it was made: data path and content hash, rows, settings, device, versions, host, dates, command.
-benchmarks/gpu_search_table.sh builds the full table on a GPU and replays it in one go.
+A table is named after the data, --limit-train and --max-length. A build writes it to
+$SWEEP_CACHE_DIR/benchmarks/ (else ~/.cache/sweep/benchmarks/); the replay reads it from there,
+else from benchmarks/tables/, where the repository ships the SST-2 table of the command above
+(35 KB: 36 configurations x 4 epochs fine-tuned on an NVIDIA H100 in 590 s of training, with
+benchmarks/gpu_search_table.sh's build command). A table records how it was made: data path and
+content hash, rows, settings, device, versions, host, dates, command.
+
+Besides the two sides, the JSON line has `random_hyperband`: the same figures for random
+sampling with the default pruner, against the same targets, which tells the sampler's share of
+the result from the pruner's.
 """
 
 from __future__ import annotations
@@ -69,6 +75,8 @@ from _search_table import (
 from sweep.errors import SweepError
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
+# Tables that ship with the repository (small JSON files), so the replay needs no GPU.
+TABLES_DIR = Path(__file__).resolve().parent / "tables"
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -132,6 +140,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def find_table(args: argparse.Namespace) -> Path:
+    """The table for --data/--limit-train/--max-length: one built here (the cache), else the one
+    the repository ships (benchmarks/tables/, made on a GPU), else the cache path to build."""
+    built = default_table_path(args.data, args.limit_train, args.max_length)
+    shipped = TABLES_DIR / built.name
+    return shipped if not built.exists() and shipped.exists() else built
+
+
 def build_command(args: argparse.Namespace, path: Path) -> str:
     """The command that builds (or resumes) the table the replay looked for."""
     return (
@@ -172,9 +188,9 @@ def run_build(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 
 def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     """Replay both sides for every seed; returns the JSON line's content."""
-    from _search_replay import check_complete, compare, replay, summarize, table_best
+    from _search_replay import SIDES, check_complete, compare, replay, summarize, table_best
 
-    path = args.table or default_table_path(args.data, args.limit_train, args.max_length)
+    path = args.table or find_table(args)
     if not path.exists():
         raise TableError(
             f"no search table at {path}; build one with: {build_command(args, path)}"
@@ -183,10 +199,12 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     table = load_table(path)
     check_complete(table, str(path))
     runs = {
-        seed: {side: replay(table, side, seed, args.trials) for side in ("default", "random")}
+        seed: {side: replay(table, side, seed, args.trials) for side in SIDES}
         for seed in range(args.seeds)
     }
     per_seed = [compare(r["default"], r["random"]) for r in runs.values()]
+    # Random sampling with the default pruner, against the same targets: what the sampler adds.
+    per_seed_rh = [compare(r["random_hyperband"], r["random"]) for r in runs.values()]
     if args.curves is not None:
         args.curves.write_text(
             json.dumps(
@@ -221,6 +239,14 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
         },
         "grid": table["grid"],
         "table_best": table_best(table),
+        "random_hyperband": {
+            # summarize() names the side it compares with random search "default".
+            k.replace("default_", "random_hyperband_"): v
+            for k, v in summarize(per_seed_rh).items()
+        }
+        | {
+            "per_seed_ratio": [s["time_to_target_ratio"] for s in per_seed_rh],
+        },
         "per_seed": per_seed,
     }
 

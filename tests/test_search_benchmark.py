@@ -290,6 +290,20 @@ def test_cli_replay_prints_the_ratio_of_the_replayed_sweeps(
         assert out["time_to_target_ratio"] is None
     else:
         assert out["time_to_target_ratio"] == pytest.approx(sum(ratios) / 2)
+    # The third side samples at random and prunes with the default Hyperband.
+    for seed in ("0", "1"):
+        side = trials[seed]["random_hyperband"]
+        assert len(side) == 25 and {t["state"] for t in side} <= {"complete", "pruned"}
+        random_seconds = sum(
+            SECONDS[t["model_size"], t["batch_size"]] * t["epochs"] for t in trials[seed]["random"]
+        )
+        assert sum(t["seconds"] for t in side) == pytest.approx(
+            sum(SECONDS[t["model_size"], t["batch_size"]] * t["epochs_run"] for t in side)
+        )
+        summary = out["random_hyperband"]
+        assert summary["random_hyperband_seconds"] >= 0 and "per_seed_ratio" in summary
+        ratio = summary["per_seed_ratio"][int(seed)]
+        assert ratio is None or 0 < ratio <= sum(t["seconds"] for t in side) / random_seconds
     assert out["table_best"]["val_loss"] == min(
         e["val_loss"] for r in table["rows"] for e in r["epochs"]
     )
@@ -309,3 +323,36 @@ def test_cli_without_a_table_says_how_to_build_one(
     assert search.main(["--table", str(partial)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "5 of 12 configurations" in err
+
+
+def test_the_shipped_table_is_complete_and_replays_without_a_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The GPU-made SST-2 table in benchmarks/tables/ belongs to ../shared/data/sst2 and is what
+    the issue's command replays on a machine that never built one."""
+    from sweep.data import DataSpec
+    from sweep.trial import text_data
+
+    monkeypatch.setenv("SWEEP_CACHE_DIR", str(tmp_path))  # nothing built here
+    shipped = REPO / "benchmarks" / "tables" / "search-sst2-limit8000-len64.json"
+    table = tb.load_table(shipped)
+    assert tb.missing_configs(table) == [] and len(table["rows"]) == 36
+    assert table["made"]["device"].startswith("cuda")
+    assert all(len(r["epochs"]) == 4 and r["end_reason"] == "complete" for r in table["rows"])
+    if SST2.is_dir():
+        spec = DataSpec(
+            train=SST2 / "train.csv",
+            validation=SST2 / "validation.csv",
+            max_length=64,
+            limit_train=8000,
+            split_seed=0,
+        )
+        assert text_data(spec).content_hash == table["made"]["content_hash"]
+
+    argv = ["--data", str(SST2), "--limit-train", "8000", "--seeds", "1", "--trials", "12"]
+    assert search.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert Path(out["table"]) == shipped
+    assert out["table_best"]["val_loss"] == min(
+        e["val_loss"] for r in table["rows"] for e in r["epochs"]
+    )
