@@ -307,6 +307,11 @@ def test_cli_replay_prints_the_ratio_of_the_replayed_sweeps(
     assert out["table_best"]["val_loss"] == min(
         e["val_loss"] for r in table["rows"] for e in r["epochs"]
     )
+    # --first-seed replays a later range of seeds: seed 1 alone is seed 1 of the run above.
+    argv = ["--table", str(path), "--first-seed", "1", "--seeds", "1", "--trials", "25"]
+    assert search.main(argv) == 0
+    alone = json.loads(capsys.readouterr().out.strip())
+    assert alone["first_seed"] == 1 and alone["per_seed"] == out["per_seed"][1:]
 
 
 def test_cli_without_a_table_says_how_to_build_one(
