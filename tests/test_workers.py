@@ -282,4 +282,6 @@ def test_workers_ride_out_a_database_restart(make_study, workers: Workers) -> No
     _check_complete_history(trials, 12)
     # No trial was declared lost: the heartbeats got through once the server was back.
     assert not [t for t in trials if t.state == TrialState.FAIL], workers.logs()
-    assert "database unreachable" in workers.logs()  # the restart was really felt
+    # The restart was really felt: by a storage call, or by a running trial's heartbeat.
+    logs = workers.logs()
+    assert "database unreachable" in logs or "not recorded" in logs, logs
