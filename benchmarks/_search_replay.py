@@ -19,8 +19,12 @@ from _search_table import TableError, missing_configs, snap_lr
 
 # default: what sweep builds when a study names no sampler or pruner (TPE + Hyperband);
 # random: plain random search without pruning, the baseline; random_hyperband: random sampling
-# with sweep's default pruner (Hyperband as its paper runs it), shown beside the default.
-SIDES = ("default", "random", "random_hyperband")
+# with sweep's default pruner (Hyperband as its paper runs it), shown beside the default;
+# random_rerun: the baseline again with a seed of its own, how close random search comes to its
+# own best when it is simply run again (the noise floor of time_to_target_ratio).
+SIDES = ("default", "random", "random_hyperband", "random_rerun")
+# Sampler seeds of one replay seed's sides are seed * _SEED_STRIDE + the side's index.
+_SEED_STRIDE = 10
 
 
 @dataclass(frozen=True)
@@ -67,12 +71,26 @@ class SideRun:
         return points
 
 
-def study_config(table: dict[str, Any], side: str, seed: int) -> Any:
+def side_seed(seed: int, side: str) -> int:
+    """The sampler seed of `side` in replay `seed`: every side and seed draws its own numbers.
+
+    Sides that shared a seed would share their draws: TPE's first trials come from a
+    RandomSampler seeded like the baseline's, so the default would run random search's first
+    ten trials again and find whatever random search found among them at a discount; random
+    sampling with Hyperband would run all of random search's trials again, pruned. Either
+    measures a correlation, not a search.
+    """
+    return seed * _SEED_STRIDE + SIDES.index(side)
+
+
+def study_config(table: dict[str, Any], side: str, seed: int, lr_values: bool = False) -> Any:
     """The StudyConfig of the table's search space for one of SIDES.
 
     For "default" the config leaves `sampler` and `pruner` out, so whatever sweep builds for a
     study file that does not name them is what is measured; "random_hyperband" names only
-    `sampler: random`.
+    `sampler: random`. The config's seed is `side_seed(seed, side)`. With `lr_values` the
+    learning rate is searched among the table's grid values instead of over its range, which
+    makes the space finite (see sweep._distinct_sampler).
     """
     from sweep.config import StudyConfig
 
@@ -86,7 +104,9 @@ def study_config(table: dict[str, Any], side: str, seed: int) -> Any:
         "data": {"demo": True},
         "models": {size: {"preset": size} for size in grid["model_size"]},
         "parameters": {
-            "learning_rate": {"min": low, "max": high, "log": True},
+            "learning_rate": {"values": list(grid["learning_rate"])}
+            if lr_values
+            else {"min": low, "max": high, "log": True},
             "batch_size": {"values": list(grid["batch_size"])},
             "epochs": {"min": 1, "max": grid["epochs"]},
             "model_size": {"values": list(grid["model_size"])},
@@ -94,9 +114,9 @@ def study_config(table: dict[str, Any], side: str, seed: int) -> Any:
             "warmup_ratio": made["warmup_ratio"],
         },
         "metric": {"name": "val_loss", "goal": "minimize"},
-        "seed": seed,
+        "seed": side_seed(seed, side),
     }
-    if side == "random":
+    if side in ("random", "random_rerun"):
         data.update(sampler="random", pruner="none")
     elif side == "random_hyperband":
         data.update(sampler="random")
@@ -115,7 +135,9 @@ def check_complete(table: dict[str, Any], where: str) -> None:
         )
 
 
-def replay(table: dict[str, Any], side: str, seed: int, n_trials: int) -> SideRun:
+def replay(
+    table: dict[str, Any], side: str, seed: int, n_trials: int, lr_values: bool = False
+) -> SideRun:
     """Run one seeded sweep of `n_trials` trials against `table`; deterministic for a seed.
 
     A trial suggests its parameters through sweep.space.suggest_params; its learning rate is
@@ -131,7 +153,7 @@ def replay(table: dict[str, Any], side: str, seed: int, n_trials: int) -> SideRu
     from sweep.space import make_pruner, make_sampler, suggest_params
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    config = study_config(table, side, seed)
+    config = study_config(table, side, seed, lr_values)
     with warnings.catch_warnings():
         # multivariate / constant_liar are "experimental" to Optuna: a warning per study here.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -139,7 +161,7 @@ def replay(table: dict[str, Any], side: str, seed: int, n_trials: int) -> SideRu
     study = optuna.create_study(
         # The name fixes Hyperband's bracket of each trial (a hash of name and number): a
         # random name, Optuna's default, would make the replay differ from run to run.
-        study_name=f"search-benchmark-seed{seed}",
+        study_name=f"search-benchmark-{side}-seed{seed}",
         direction="minimize",
         sampler=sampler,
         pruner=make_pruner(config),

@@ -44,9 +44,13 @@ else from benchmarks/tables/, where the repository ships the SST-2 table of the 
 benchmarks/gpu_search_table.sh's build command). A table records how it was made: data path and
 content hash, rows, settings, device, versions, host, dates, command.
 
-Besides the two sides, the JSON line has `random_hyperband`: the same figures for random
-sampling with the default pruner, against the same targets, which tells the sampler's share of
-the result from the pruner's.
+Besides the two sides, the JSON line has the same figures, against the same targets, for two
+more: `random_hyperband`, random sampling with the default pruner, which tells the sampler's share
+of the result from the pruner's; and `random_rerun`, random search without pruning run again with
+another seed, which is what luck alone scores: where the table's best configurations differ by
+less than training noise, even random search needs about half its compute to find its own best
+again. Every side of every replay seed samples with a seed of its own (see
+_search_replay.side_seed): sides that shared one would share their first draws.
 """
 
 from __future__ import annotations
@@ -113,6 +117,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=5, help="replay N seeds, from --first-seed on")
     p.add_argument("--first-seed", type=int, default=0, help="the first replay seed (default 0)")
     p.add_argument("--trials", type=int, default=50, help="trials per side and seed")
+    p.add_argument(
+        "--lr-values",
+        action="store_true",
+        help="search the table's learning rates as values (a finite space) instead of the range",
+    )
     p.add_argument("--curves", type=Path, default=None, help="write every replayed trial here")
     build = p.add_argument_group("building a table (real fine-tunes)")
     build.add_argument(
@@ -200,12 +209,20 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     table = load_table(path)
     check_complete(table, str(path))
     runs = {
-        seed: {side: replay(table, side, seed, args.trials) for side in SIDES}
+        seed: {side: replay(table, side, seed, args.trials, args.lr_values) for side in SIDES}
         for seed in range(args.first_seed, args.first_seed + args.seeds)
     }
     per_seed = [compare(r["default"], r["random"]) for r in runs.values()]
-    # Random sampling with the default pruner, against the same targets: what the sampler adds.
-    per_seed_rh = [compare(r["random_hyperband"], r["random"]) for r in runs.values()]
+
+    def against_random(side: str) -> dict[str, Any]:
+        """Another side's figures against the same targets, its keys named after it."""
+        per_seed_side = [compare(r[side], r["random"]) for r in runs.values()]
+        return {
+            # summarize() names the side it compares with random search "default".
+            k.replace("default_", f"{side}_"): v
+            for k, v in summarize(per_seed_side).items()
+        } | {"per_seed_ratio": [s["time_to_target_ratio"] for s in per_seed_side]}
+
     if args.curves is not None:
         args.curves.write_text(
             json.dumps(
@@ -222,6 +239,7 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
         **summarize(per_seed),
         "target": 0.4,
         "trials": args.trials,
+        "lr_values": args.lr_values,
         "seeds": args.seeds,
         "first_seed": args.first_seed,
         "table": str(path),
@@ -241,14 +259,10 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
         },
         "grid": table["grid"],
         "table_best": table_best(table),
-        "random_hyperband": {
-            # summarize() names the side it compares with random search "default".
-            k.replace("default_", "random_hyperband_"): v
-            for k, v in summarize(per_seed_rh).items()
-        }
-        | {
-            "per_seed_ratio": [s["time_to_target_ratio"] for s in per_seed_rh],
-        },
+        # Random sampling with the default pruner: the pruner's share without the sampler's.
+        "random_hyperband": against_random("random_hyperband"),
+        # Random search run again (another seed): the ratio that luck alone scores.
+        "random_rerun": against_random("random_rerun"),
         "per_seed": per_seed,
     }
 

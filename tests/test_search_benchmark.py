@@ -171,6 +171,40 @@ def test_replay_is_deterministic_for_a_seed_and_differs_between_seeds() -> None:
     )
 
 
+def test_every_side_draws_its_own_configurations() -> None:
+    # Sides that shared a seed would share draws: TPE's first trials would be random search's
+    # first trials, and random sampling with Hyperband would be random search pruned.
+    table = _table()
+    drawn = {
+        side: tuple(
+            (t.model_size, t.batch_size, t.learning_rate, t.epochs)
+            for t in rp.replay(table, side, seed=0, n_trials=10).trials
+        )
+        for side in rp.SIDES
+    }
+    assert len(set(drawn.values())) == len(rp.SIDES)
+    seeds = {rp.side_seed(seed, side) for seed in range(3) for side in rp.SIDES}
+    assert len(seeds) == 3 * len(rp.SIDES)
+
+
+def test_a_finite_space_replays_no_configuration_twice() -> None:
+    # --lr-values: 2 sizes x 2 batch sizes x 3 learning rates x 4 epochs = 48 configurations.
+    table = _table()
+    for side in ("default", "random"):
+        run = rp.replay(table, side, seed=0, n_trials=30, lr_values=True)
+        # A pruned configuration may come back (in a bracket that lets it train longer).
+        ran = [
+            (t.model_size, t.batch_size, t.learning_rate, t.epochs)
+            for t in run.trials
+            if t.state != "pruned"
+        ]
+        assert len(ran) == len(set(ran)) > 10
+    # The range, as before: TPE repeats what the grid snaps together.
+    run = rp.replay(table, "default", seed=0, n_trials=30)
+    ran = [(t.model_size, t.batch_size, t.learning_rate, t.epochs) for t in run.trials]
+    assert len(set(ran)) < len(ran)
+
+
 def test_pruned_trials_cost_only_the_epochs_they_ran() -> None:
     table = _table()
     pruned = []
@@ -304,6 +338,12 @@ def test_cli_replay_prints_the_ratio_of_the_replayed_sweeps(
         assert summary["random_hyperband_seconds"] >= 0 and "per_seed_ratio" in summary
         ratio = summary["per_seed_ratio"][int(seed)]
         assert ratio is None or 0 < ratio <= sum(t["seconds"] for t in side) / random_seconds
+        # The fourth runs random search again with its own seed: every trial to its end.
+        rerun = trials[seed]["random_rerun"]
+        assert len(rerun) == 25 and all(t["epochs_run"] == t["epochs"] for t in rerun)
+        assert rerun != trials[seed]["random"]
+        ratio = out["random_rerun"]["per_seed_ratio"][int(seed)]
+        assert ratio is None or 0 < ratio <= sum(t["seconds"] for t in rerun) / random_seconds
     assert out["table_best"]["val_loss"] == min(
         e["val_loss"] for r in table["rows"] for e in r["epochs"]
     )
