@@ -5,7 +5,8 @@
 
 Both sides search the space of studies/sst2.yaml — learning rate (log range 1e-4..3e-3), batch
 size (16, 32, 64), epochs (1..4) and model size (nano, micro, mini) — for the same number of
-trials, one worker each:
+trials, one worker each (with --lr-values the learning rate is searched among the table's four
+values instead, a finite space where sweep's samplers repeat no configuration):
   default  the sampler and pruner sweep builds from a study config that names neither
            (sweep.space.make_sampler / make_pruner: TPE multivariate + Hyperband over epochs)
   random   the same config with `sampler: random` and `pruner: none`

@@ -401,3 +401,29 @@ def test_the_shipped_table_is_complete_and_replays_without_a_cache(
     assert out["table_best"]["val_loss"] == min(
         e["val_loss"] for r in table["rows"] for e in r["epochs"]
     )
+
+
+def test_seed_noise_trains_each_configuration_once_per_seed(
+    tmp_path: Path, shared_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = importlib.util.spec_from_file_location("seed_noise", REPO / "benchmarks/seed_noise.py")
+    assert spec is not None and spec.loader is not None
+    seed_noise = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seed_noise)
+    out_dir = tmp_path / "noise"
+    argv = ["--data", str(SST2), "--limit-train", "160", "--lrs", "1", "--epochs", "1"]
+    argv += ["--seeds", "2", "--device", "cpu", "--out", str(out_dir)]
+    argv += ["--cache-dir", str(shared_cache)]
+    assert seed_noise.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    tables = [tb.load_table(out_dir / f"seed{s}.json") for s in (0, 1)]
+    assert [t["made"]["seed"] for t in tables] == [0, 1]
+    losses = [t["rows"][0]["epochs"][0]["val_loss"] for t in tables]
+    assert losses[0] != losses[1], "two training seeds gave the same model"
+    (config,) = out["configs"].values()
+    assert config["val_loss"] == [round(v, 4) for v in losses]
+    assert config["range"] == pytest.approx(abs(losses[0] - losses[1]))
+    assert config["std"] == pytest.approx(abs(losses[0] - losses[1]) / math.sqrt(2))
+    shipped = tb.load_table(REPO / "benchmarks" / "tables" / "search-sst2-limit8000-len64.json")
+    best = sorted(min(e["val_loss"] for e in r["epochs"]) for r in shipped["rows"])
+    assert out["shipped_table_top10_span"] == pytest.approx(best[9] - best[0])
