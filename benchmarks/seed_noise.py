@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, fine-tune every configuration once per seed, print the JSON line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--limit-train", type=int, default=8000)
+    p.add_argument("--limit-train", type=int, default=8000, help="train rows (0: all)")
     p.add_argument("--sizes", default="nano", help="model sizes, a,b")
     p.add_argument("--batch-sizes", default="64", help="e.g. 32,64")
     p.add_argument("--lrs", type=int, default=4, help="learning rates of the range's grid")
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.seeds):
         spec = TableSpec(
             data_dir=args.data,
-            limit_train=args.limit_train,
+            limit_train=args.limit_train or None,
             model_sizes=tuple(args.sizes.split(",")),
             batch_sizes=tuple(int(b) for b in args.batch_sizes.split(",")),
             lr_range=LR_RANGE,

@@ -94,8 +94,10 @@ class DistinctSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         if "fixed_params" in trial.system_attrs:
-            # An enqueued or retried trial has its parameters already.
-            return {}
+            # An enqueued or retried trial has its parameters (or some of them) already: the
+            # wrapped sampler fills in the rest as it would without this wrapper.
+            inner_space = self._inner.infer_relative_search_space(study, trial)
+            return self._inner.sample_relative(study, trial, inner_space) if inner_space else {}
         tried = {
             self._key(t.params)
             for t in study._get_trials(deepcopy=False, states=_TRIED_STATES, use_cache=True)

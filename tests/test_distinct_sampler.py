@@ -109,6 +109,10 @@ def test_enqueued_parameters_are_kept_even_when_already_tried() -> None:
     study.enqueue_trial(again)
     params = suggest_params(study.ask(), config)
     assert {name: getattr(params, name) for name in again} == again
+    # A partial entry: the sampler fills in the rest.
+    study.enqueue_trial({"batch_size": 32})
+    params = suggest_params(study.ask(), config)
+    assert params.batch_size == 32 and params.learning_rate in (1e-4, 3e-4, 1e-3)
 
 
 def test_a_continuous_range_keeps_the_plain_sampler() -> None:
