@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from typer.testing import CliRunner
 
 from sweep._distinct_sampler import DistinctSampler
 from sweep.config import StudyConfig
@@ -123,3 +125,25 @@ def test_a_continuous_range_keeps_the_plain_sampler() -> None:
     stepped = _config(warmup_ratio={"min": 0.0, "max": 0.2, "step": 0.1})
     assert finite_space(stepped)["warmup_ratio"] == [0.0, 0.1, 0.2]
     assert set(distributions(stepped)) == set(finite_space(stepped))
+
+
+def test_sweep_run_trains_each_configuration_of_a_finite_space_once(tiny_study: Path) -> None:
+    from sweep.cli import app
+
+    text = tiny_study.read_text()
+    text = text.replace(
+        "learning_rate: {min: 1.0e-3, max: 1.0e-2, log: true}",
+        "learning_rate: {values: [3.0e-3, 1.0e-2]}",
+    ).replace("epochs: {min: 1, max: 2}", "epochs: 1")
+    tiny_study.write_text(text)
+    result = CliRunner().invoke(app, ["run", str(tiny_study), "--trials", "6"])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tiny_study.parent}/sweep.db")
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    # 2 learning rates x 2 batch sizes: every one before any twice.
+    assert len({_point(t) for t in trials[:4]}) == 4
+    # The premise: with the study seed, a repeated configuration reproduces its result.
+    first = {_point(t): t.value for t in trials[:4]}
+    for t in trials[4:]:
+        assert t.value == pytest.approx(first[_point(t)], abs=1e-6)
