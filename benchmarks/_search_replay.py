@@ -83,14 +83,21 @@ def side_seed(seed: int, side: str) -> int:
     return seed * _SEED_STRIDE + SIDES.index(side)
 
 
-def study_config(table: dict[str, Any], side: str, seed: int, lr_values: bool = False) -> Any:
+def study_config(
+    table: dict[str, Any],
+    side: str,
+    seed: int,
+    lr_values: bool = False,
+    pruner: str | None = None,
+) -> Any:
     """The StudyConfig of the table's search space for one of SIDES.
 
     For "default" the config leaves `sampler` and `pruner` out, so whatever sweep builds for a
     study file that does not name them is what is measured; "random_hyperband" names only
     `sampler: random`. The config's seed is `side_seed(seed, side)`. With `lr_values` the
     learning rate is searched among the table's grid values instead of over its range, which
-    makes the space finite (see sweep._distinct_sampler).
+    makes the space finite (see sweep._distinct_sampler). `pruner` names the pruner of the
+    sides that prune ("default", "random_hyperband") instead of sweep's default.
     """
     from sweep.config import StudyConfig
 
@@ -118,8 +125,11 @@ def study_config(table: dict[str, Any], side: str, seed: int, lr_values: bool = 
     }
     if side in ("random", "random_rerun"):
         data.update(sampler="random", pruner="none")
-    elif side == "random_hyperband":
+        return StudyConfig.model_validate(data)
+    if side == "random_hyperband":
         data.update(sampler="random")
+    if pruner is not None:
+        data.update(pruner=pruner)
     return StudyConfig.model_validate(data)
 
 
@@ -136,7 +146,12 @@ def check_complete(table: dict[str, Any], where: str) -> None:
 
 
 def replay(
-    table: dict[str, Any], side: str, seed: int, n_trials: int, lr_values: bool = False
+    table: dict[str, Any],
+    side: str,
+    seed: int,
+    n_trials: int,
+    lr_values: bool = False,
+    pruner: str | None = None,
 ) -> SideRun:
     """Run one seeded sweep of `n_trials` trials against `table`; deterministic for a seed.
 
@@ -153,7 +168,7 @@ def replay(
     from sweep.space import make_pruner, make_sampler, suggest_params
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    config = study_config(table, side, seed, lr_values)
+    config = study_config(table, side, seed, lr_values, pruner)
     with warnings.catch_warnings():
         # multivariate / constant_liar are "experimental" to Optuna: a warning per study here.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -77,6 +77,7 @@ from _search_table import (
     missing_configs,
 )
 
+from sweep.config import PRUNER_SETTINGS
 from sweep.errors import SweepError
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
@@ -122,6 +123,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lr-values",
         action="store_true",
         help="search the table's learning rates as values (a finite space) instead of the range",
+    )
+    p.add_argument(
+        "--pruner",
+        default=None,
+        choices=sorted(PRUNER_SETTINGS),
+        help="the pruner of the default and random_hyperband sides, e.g. successive_halving"
+        " (default: sweep's, Hyperband)",
     )
     p.add_argument("--curves", type=Path, default=None, help="write every replayed trial here")
     build = p.add_argument_group("building a table (real fine-tunes)")
@@ -210,7 +218,10 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     table = load_table(path)
     check_complete(table, str(path))
     runs = {
-        seed: {side: replay(table, side, seed, args.trials, args.lr_values) for side in SIDES}
+        seed: {
+            side: replay(table, side, seed, args.trials, args.lr_values, args.pruner)
+            for side in SIDES
+        }
         for seed in range(args.first_seed, args.first_seed + args.seeds)
     }
     per_seed = [compare(r["default"], r["random"]) for r in runs.values()]
@@ -241,6 +252,7 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
         "target": 0.4,
         "trials": args.trials,
         "lr_values": args.lr_values,
+        "pruner": args.pruner or "hyperband",
         "seeds": args.seeds,
         "first_seed": args.first_seed,
         "table": str(path),

@@ -205,6 +205,18 @@ def test_a_finite_space_replays_no_configuration_twice() -> None:
     assert len(set(ran)) < len(ran)
 
 
+def test_pruner_option_replaces_the_default_sides_pruner() -> None:
+    table = _table()
+    for side in ("default", "random_hyperband"):
+        unpruned = rp.replay(table, side, seed=0, n_trials=30, pruner="none")
+        assert all(t.state == "complete" for t in unpruned.trials)
+        asha = rp.replay(table, side, seed=0, n_trials=30, pruner="successive_halving")
+        assert any(t.state == "pruned" for t in asha.trials)
+    # The baseline never prunes.
+    baseline = rp.replay(table, "random", seed=0, n_trials=30, pruner="successive_halving")
+    assert baseline == rp.replay(table, "random", seed=0, n_trials=30)
+
+
 def test_pruned_trials_cost_only_the_epochs_they_ran() -> None:
     table = _table()
     pruned = []

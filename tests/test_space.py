@@ -222,6 +222,14 @@ def test_pruner_defaults_and_settings(tmp_path: Path) -> None:
     # 4 epochs: a factor of 3 would leave two brackets, so the default is 2 (three brackets).
     assert hyperband._reduction_factor == 2
     assert [hyperband_reduction_factor(n) for n in (1, 4, 8, 9, 30)] == [2, 2, 2, 3, 3]
+    # Successive halving follows the same rule.
+    asha = make_pruner(load(tmp_path, STUDY + "pruner: successive_halving\n"))
+    assert isinstance(asha, optuna.pruners.SuccessiveHalvingPruner)
+    assert (asha._min_resource, asha._reduction_factor) == (1, 2)
+    longer = STUDY.replace("{min: 1, max: 4}", "{min: 1, max: 12}")
+    assert (
+        make_pruner(load(tmp_path, longer + "pruner: successive_halving\n"))._reduction_factor == 3
+    )
     custom = make_pruner(
         load(tmp_path, STUDY + "pruner: {name: hyperband, reduction_factor: 2, max_resource: 3}\n")
     )
