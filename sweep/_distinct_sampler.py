@@ -96,8 +96,7 @@ class DistinctSampler(BaseSampler):
         if "fixed_params" in trial.system_attrs:
             # An enqueued or retried trial has its parameters (or some of them) already: the
             # wrapped sampler fills in the rest as it would without this wrapper.
-            inner_space = self._inner.infer_relative_search_space(study, trial)
-            return self._inner.sample_relative(study, trial, inner_space) if inner_space else {}
+            return self._inner_relative(study, trial)
         tried = {
             self._key(t.params)
             for t in study._get_trials(deepcopy=False, states=_TRIED_STATES, use_cache=True)
@@ -132,14 +131,18 @@ class DistinctSampler(BaseSampler):
     def _propose(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
         """What the wrapped sampler would run: its relative sample, completed by its independent
         samples for the parameters that the relative one left out (all of them at first)."""
-        inner_space = self._inner.infer_relative_search_space(study, trial)
-        proposal = self._inner.sample_relative(study, trial, inner_space) if inner_space else {}
+        proposal = self._inner_relative(study, trial)
         for name in self._names:
             if name not in proposal:
                 proposal[name] = self._inner.sample_independent(
                     study, trial, name, self._distributions[name]
                 )
         return proposal
+
+    def _inner_relative(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
+        """The wrapped sampler's relative sample over its own relative search space."""
+        inner_space = self._inner.infer_relative_search_space(study, trial)
+        return self._inner.sample_relative(study, trial, inner_space) if inner_space else {}
 
     def _key(self, params: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(params.get(name) for name in self._names)

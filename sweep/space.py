@@ -254,7 +254,7 @@ def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
     untried one is left (sweep._distinct_sampler)."""
     sampler = _base_sampler(config)
     space = finite_space(config) if config.sampler in ("tpe", "gp", "random") else None
-    if space is None or not space:
+    if not space:
         return sampler
     return DistinctSampler(sampler, distributions(config), space, seed=config.seed)
 
