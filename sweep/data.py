@@ -17,16 +17,21 @@ then subsamples the train rows (stratified, seeded). Rows whose text is empty ar
 counted; a missing label is an error.
 
 Everything a user can get wrong raises `sweep.errors.DataError` naming the file, column and row.
+A file is checked cheaply before the parse (empty, another format or encoding, the other table
+separator, a duplicate column name); a parse error is explained, naming the line, after it.
 Tokenization and its cache live in ``sweep/_token_cache.py``; `tokenize_data` is the entry point.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
 import hashlib
+import itertools
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +43,7 @@ from sweep.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
     from transformers import PreTrainedTokenizerBase
 
 __all__ = [
@@ -144,14 +150,41 @@ class _Split:
     where: str
     kind: str  # csv | tsv | jsonl | parquet | hf | demo: how to name a row in messages
     class_names: tuple[str, ...] | None = None  # a ClassLabel column: labels are ids into this
+    path: Path | None = None  # the file read, to find the line of a row in it
 
     def row(self, position: int) -> str:
         """Name the row at `position` (0-based among the rows read) the way a user finds it."""
         if self.kind in ("csv", "tsv"):
-            return f"row {position + 1} (line {position + 2})"
+            return f"row {position + 1} (line {self._line(position)})"
         if self.kind == "jsonl":
-            return f"line {position + 1}"
+            return f"line {self._line(position)}"
         return f"row {position + 1}"
+
+    def _line(self, position: int) -> int:
+        # Only messages need it, so the file is read again then: blank lines and texts that span
+        # lines push a row further down than its position says.
+        found = None if self.path is None else _record_line(self.path, self.kind, position)
+        return found if found is not None else position + (2 if self.kind in _SEPARATORS else 1)
+
+
+_Columns = tuple["pd.Series", "pd.Series"]  # texts, labels, indexed 0..n-1 in file order
+_HEAD_BYTES = 1 << 16  # how much of a file the cheap checks before a parse look at
+_SEPARATORS = {"csv": ",", "tsv": "\t"}
+_SEPARATOR_NAMES = {"csv": ("comma", "commas"), "tsv": ("tab", "tabs")}
+_FORMAT_NAMES = {"csv": "CSV", "tsv": "TSV", "jsonl": "JSON lines", "parquet": "Parquet"}
+# Other formats under a table's suffix, told by their first bytes: (magic, what it is, suffix).
+_MAGIC = (
+    (b"PAR1", "Parquet", ".parquet"),
+    (b"\x1f\x8b", "gzip-compressed", None),
+    (b"PK\x03\x04", "a zip archive (an Excel workbook?)", None),
+)
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+_JSON_TYPES = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -159,11 +192,373 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
-def _read_file(path: Path, text_column: str, label_column: str) -> _Split:
-    """Read a table file by its suffix, keeping texts verbatim (no NA guessing on "null")."""
+def _head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(_HEAD_BYTES)
+
+
+def _check_text_file(path: Path, kind: str, text_column: str, label_column: str) -> None:
+    """Refuse, before a parser gets it, a file that is empty, binary, or not UTF-8 by its BOM."""
+    head = _head(path)
+    name = _FORMAT_NAMES[kind]
+    if not head.removeprefix(codecs.BOM_UTF8).strip() and path.stat().st_size <= len(head):
+        if kind == "jsonl":
+            example = json.dumps({text_column: "...", label_column: "..."})
+            layout = f"one object per line, like {example}"
+        else:
+            columns = f"{text_column}{_SEPARATORS[kind]}{label_column}".replace("\t", "<tab>")
+            layout = f"a header line naming the columns ({columns}) and one row per example"
+        raise DataError(f"{path}: the file is empty; a {name} file needs {layout}")
+    for magic, what, suffix in _MAGIC:
+        if head.startswith(magic):
+            fix = f"rename it {path.stem}{suffix}" if suffix else f"save it as {name} text"
+            raise DataError(f"{path}: the file is {what}, not {name}; {fix}")
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            raise DataError(
+                f"{path}: the file is {encoding} text (it starts with a {encoding} byte order "
+                "mark); save it as UTF-8"
+            )
+    nul = head.find(b"\0")
+    if nul >= 0:
+        line = head.count(b"\n", 0, nul) + 1
+        raise DataError(
+            f"{path}: the file holds NUL bytes (line {line}), so it is binary or UTF-16/32 text, "
+            f"not a UTF-8 {name} file; save it as UTF-8 text"
+        )
+
+
+def _not_utf8(path: Path) -> DataError:
+    """The error for a file that is not UTF-8, naming its first line that is not."""
+    with path.open("rb") as f:
+        # A line break never occurs inside a UTF-8 sequence, so each line decodes on its own.
+        for number, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return DataError(
+                    f"{path}: line {number} is not valid UTF-8 (byte 0x{line[exc.start]:02x}); "
+                    "the file is in another encoding (latin-1 or Windows-1252?): save it as UTF-8"
+                )
+    return DataError(f"{path}: the file is not valid UTF-8; save it as UTF-8")
+
+
+def _refuse_duplicates(path: Path, names: Sequence[str], where: str) -> None:
+    """Two columns of one name are ambiguous (pandas would rename the second `name.1`)."""
+    first: dict[str, int] = {}
+    for number, name in enumerate(names, 1):
+        if not name.strip():
+            continue  # blank names (a spreadsheet's trailing separators) are never chosen
+        if name in first:
+            raise DataError(
+                f"{path}: column {name!r} appears twice in the {where} "
+                f"(columns {first[name]} and {number}); rename one"
+            )
+        first[name] = number
+
+
+def _require_columns(
+    path: Path, columns: Sequence[str], text_column: str, label_column: str
+) -> None:
+    for role, column in (("text", text_column), ("label", label_column)):
+        if column not in columns:
+            # "text, label" is a header whose second name starts with a space.
+            spaced = [c for c in columns if c.strip() == column]
+            hint = f"; {spaced[0]!r} has spaces around the name: remove them" if spaced else ""
+            raise DataError(
+                f"{path}: no {role} column {column!r}; columns are: {', '.join(columns) or 'none'}"
+                + hint
+            )
+
+
+# CSV and TSV
+
+
+def _csv_records(path: Path, kind: str) -> Iterator[tuple[int, int, list[str]]]:
+    """(first line, last line, fields) of each record, header first, skipping empty lines.
+
+    The csv module's reading agrees with pyarrow's on quotes and line breaks but counts lines,
+    so it finds what pyarrow cannot place (a bad row, the line of a row).
+    """
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter=_SEPARATORS[kind])
+        start = 1
+        for fields in reader:
+            if fields:  # pyarrow skips empty lines too
+                yield start, reader.line_num, fields
+            start = reader.line_num + 1
+
+
+def _csv_header(path: Path, kind: str, text_column: str, label_column: str) -> list[str]:
+    """The header's column names, parsed with quotes respected; DataError if the file is unfit."""
+    _check_text_file(path, kind, text_column, label_column)
+    try:
+        first = next(_csv_records(path, kind), None)
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: cannot parse the header line: {exc}") from exc
+    header = [] if first is None else first[2]
+    if len(header) == 1:  # a table needs two columns: is another separator in use?
+        _refuse_other_separator(path, kind, header[0])
+    _refuse_duplicates(path, header, "header")
+    _require_columns(path, header, text_column, label_column)
+    return header
+
+
+def _refuse_other_separator(path: Path, kind: str, header: str) -> None:
+    """Say which separator a one-column header uses instead of the suffix's, if it holds one."""
+    mine = _SEPARATOR_NAMES[kind][1]
+    other = "tsv" if kind == "csv" else "csv"
+    if _SEPARATORS[other] in header:
+        name, names = _SEPARATOR_NAMES[other]
+        fix = f"rename it {path.stem}.{other}"
+    elif ";" in header:  # what a spreadsheet writes where the comma is the decimal point
+        name, names = "semicolon", "semicolons"
+        fix = f"save it with {mine} between the values"
+    else:
+        return
+    raise DataError(
+        f"{path}: the header has {names} and no {mine}, so the file looks {name}-separated; {fix}"
+    )
+
+
+def _header_only(path: Path, kind: str, header: list[str]) -> DataError:
+    return DataError(
+        f"{path}: no rows (empty split): the file holds only the header line "
+        f"{_SEPARATORS[kind].join(header)!r}; add one row per example under it"
+    )
+
+
+def _bad_record(path: Path, kind: str, header: list[str]) -> DataError | None:
+    """The error naming the first row whose fields do not match the header (pyarrow's names none).
+
+    None when the csv module finds no such row; the caller then passes on pyarrow's message.
+    """
+    records = _csv_records(path, kind)
+    try:
+        next(records)  # the header
+        bad = next((r for r in records if len(r[2]) != len(header)), None)
+        at_end = next(records, None) is None
+    except (csv.Error, UnicodeDecodeError):
+        return None
+    if bad is None:
+        return None
+    start, end, fields = bad
+    # A quote never closed makes the rest of the file one field, line breaks and all.
+    if at_end and end > start and fields[-1].endswith(("\n", "\r")):
+        return DataError(
+            f"{path}: the quote that opens line {start} is never closed, so the rest of the file "
+            'is one text; close it, and write a quote inside a quoted text as two ("")'
+        )
+    where = f"line {start}" if start == end else f"the row on lines {start}-{end}"
+    other = "tsv" if kind == "csv" else "csv"
+    (one, mine), theirs = _SEPARATOR_NAMES[kind], _SEPARATOR_NAMES[other][1]
+    if len(fields) > len(header):
+        fix = f"quote a text that holds a {one}"
+    elif any(_SEPARATORS[other] in field for field in fields):
+        fix = f"separate its values with {mine}, not {theirs}"
+    else:
+        fix = "give each row a value for every column"
+    shown = ", ".join(header[:8]) + (", …" if len(header) > 8 else "")
+    count = f"{len(fields)} field" + ("s" if len(fields) != 1 else "")
+    return DataError(
+        f"{path}: {where} has {count} but the header has {len(header)} ({shown}); {fix}"
+    )
+
+
+def _read_csv(path: Path, kind: str, text_column: str, label_column: str) -> _Columns:
+    """Read the text and label columns of a CSV/TSV file, texts verbatim."""
+    import pyarrow as pa
+    from pyarrow import csv as pa_csv
+
+    header = _csv_header(path, kind, text_column, label_column)
+    try:
+        table = pa_csv.read_csv(
+            path,
+            # newlines_in_values: else pyarrow cuts the file in blocks at any line break, and a
+            # quoted text that spans lines across a block's end becomes two bad rows.
+            parse_options=pa_csv.ParseOptions(delimiter=_SEPARATORS[kind], newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=[text_column, label_column],
+                column_types={text_column: pa.string()},
+                # Only "" is missing: "NA", "null", "None", ... are real texts.
+                null_values=[""],
+                strings_can_be_null=True,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        message = str(exc)
+        if "Empty CSV file" in message:  # a header without a line break, and nothing else
+            raise _header_only(path, kind, header) from exc
+        if "UTF8" in message:
+            raise _not_utf8(path) from exc
+        raise _bad_record(path, kind, header) or DataError(
+            f"cannot read {path}: {_one_line(exc)}"
+        ) from exc
+    except pa.ArrowException as exc:  # e.g. a header pyarrow splits unlike the csv module
+        raise DataError(f"cannot read {path}: {_one_line(exc)}") from exc
+    if table.num_rows == 0:
+        raise _header_only(path, kind, header)
+    # A column pyarrow types itself is read as bytes when a value is not UTF-8.
+    if any(pa.types.is_binary(t) or pa.types.is_large_binary(t) for t in table.schema.types):
+        raise _not_utf8(path)
+    return _columns(table, text_column, label_column)
+
+
+# JSON lines
+
+
+class _DuplicateKeyError(Exception):
+    """A key that appears twice in one JSON object (json.loads would keep the last silently)."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return obj
+
+
+def _json_object(path: Path, number: int, raw: bytes) -> dict[str, object]:
+    """Line `number` of a JSON lines file as an object; DataError saying what is wrong if not."""
+    try:
+        line = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+    try:
+        obj = json.loads(line, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        pretty = line.strip() in ("[", "{")
+        hint = " (this looks like pretty-printed JSON: write one object per line)" if pretty else ""
+        raise DataError(
+            f"{path}: line {number} is not valid JSON ({exc.msg} at column {exc.colno}); "
+            f"each line must hold one JSON object{hint}"
+        ) from exc
+    except _DuplicateKeyError as exc:
+        raise DataError(
+            f"{path}: key {exc.args[0]!r} appears twice in the object on line {number}; rename one"
+        ) from exc
+    if not isinstance(obj, dict):
+        what = _JSON_TYPES.get(type(obj), "null")
+        hint = " (one JSON array of objects is JSON, not JSON lines)" if what == "array" else ""
+        raise DataError(
+            f"{path}: line {number} holds a JSON {what}, not an object; each line must hold one "
+            f"JSON object{hint}"
+        )
+    return obj
+
+
+def _jsonl_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of each line that is not blank (pyarrow skips blank lines too)."""
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            if raw.strip():
+                yield number, raw
+
+
+def _read_jsonl(path: Path, kind: str, text_column: str, label_column: str) -> _Columns:
+    """Read the text and label columns of a JSON lines file (pyarrow, else line by line)."""
     import pandas as pd
     import pyarrow as pa
+    from pyarrow import json as pa_json
 
+    _check_text_file(path, kind, text_column, label_column)
+    try:
+        table = pa_json.read_json(path)
+    except (pa.ArrowException, UnicodeDecodeError):
+        # pyarrow wants one type per column (mixed 1 and "1" need json.loads), refuses what is
+        # wrong without naming the line (bad JSON, a duplicate key, an array), and fails on
+        # invalid UTF-8: reading line by line reads the first and names the line of the others.
+        frame = pd.DataFrame([_json_object(path, n, raw) for n, raw in _jsonl_lines(path)])
+        columns = [str(c) for c in frame.columns]
+        _require_columns(path, columns, text_column, label_column)
+        return frame[text_column], frame[label_column]
+    _require_columns(path, table.column_names, text_column, label_column)
+    try:
+        # pyarrow's JSON reader takes strings as they are; a text that is not UTF-8 would fail
+        # later, in pandas, without a word on where (a full check of two columns costs ~2 ms).
+        for name in (text_column, label_column):
+            table.column(name).validate(full=True)
+    except pa.ArrowInvalid:
+        raise _not_utf8(path) from None
+    return _columns(table, text_column, label_column)
+
+
+# Parquet
+
+
+def _not_parquet(path: Path, exc: Exception) -> DataError:
+    """Say what a file that pyarrow cannot open as Parquet is instead."""
+    head = _head(path)
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 4))
+        tail = f.read()
+    if not head:
+        return DataError(f"{path}: the file is empty (0 bytes); write it again with to_parquet")
+    if tail == b"PAR1":
+        return DataError(f"cannot read {path}: {_one_line(exc)}")  # Parquet, but damaged
+    if head.startswith(b"PAR1"):
+        return DataError(
+            f"{path}: the file is cut short (it starts like Parquet but has no footer); "
+            "write it again"
+        )
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        is_text = b"\0" not in head
+    except UnicodeDecodeError:
+        is_text = False
+    if is_text:
+        return DataError(
+            f"{path}: the file is not Parquet (it holds text); give it the suffix of its format "
+            "(.csv, .tsv or .jsonl)"
+        )
+    return DataError(
+        f"{path}: the file is not Parquet (it does not end with the marker PAR1); write it with "
+        "pandas' to_parquet or pyarrow"
+    )
+
+
+def _read_parquet(path: Path, kind: str, text_column: str, label_column: str) -> _Columns:
+    """Read the text and label columns of a Parquet file; its schema is checked first."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(path).names
+    except pa.ArrowInvalid as exc:
+        raise _not_parquet(path, exc) from exc
+    _refuse_duplicates(path, names, "schema")
+    _require_columns(path, names, text_column, label_column)
+    try:
+        table = pq.read_table(path, columns=[text_column, label_column])
+    except pa.ArrowException as exc:
+        raise DataError(f"cannot read {path}: {_one_line(exc)}") from exc
+    return _columns(table, text_column, label_column)
+
+
+# Any file
+
+
+def _columns(table: pa.Table, text_column: str, label_column: str) -> _Columns:
+    # Column by column: a table's pandas metadata could restore an index that is not 0..n-1,
+    # and positions in the index name rows in messages.
+    return table.column(text_column).to_pandas(), table.column(label_column).to_pandas()
+
+
+_READERS = {"csv": _read_csv, "tsv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}
+
+
+def _read_file(path: Path, text_column: str, label_column: str) -> _Split:
+    """Read a table file by its suffix, keeping texts verbatim (no NA guessing on "null").
+
+    Every way a file can be unfit (empty, another format or encoding, a bad line, a duplicate
+    column) raises DataError naming the file and, where there is one, the line.
+    """
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise DataError(
@@ -173,38 +568,29 @@ def _read_file(path: Path, text_column: str, label_column: str) -> _Split:
     if not path.is_file():
         what = "is a directory, not a file" if path.is_dir() else "not found"
         raise DataError(f"data file {what}: {path}")
-    # Only "" is missing: the default NA strings ("NA", "null", "None", ...) are real texts.
-    na = {"keep_default_na": False, "na_values": [""]}
     try:
-        if kind in ("csv", "tsv"):
-            df = pd.read_csv(
-                path,
-                engine="pyarrow",
-                sep="\t" if kind == "tsv" else ",",
-                dtype={text_column: str},
-                **na,
-            )
-        elif kind == "jsonl":
-            try:
-                df = pd.read_json(path, lines=True, engine="pyarrow")
-            except pa.ArrowInvalid:
-                # pyarrow wants one type per column; mixed columns (1 and "1") need the slow path.
-                df = pd.read_json(path, lines=True, dtype=False)
-        else:
-            df = pd.read_parquet(path)
-    except (OSError, ValueError, pa.ArrowException) as exc:
+        texts, labels = _READERS[kind](path, kind, text_column, label_column)
+    except OSError as exc:
         raise DataError(f"cannot read {path}: {_one_line(exc)}") from exc
-    columns = [str(c) for c in df.columns]
-    if not columns:  # e.g. an empty JSON lines file
-        raise DataError(f"{path}: no rows (empty split)")
-    for role, column in (("text", text_column), ("label", label_column)):
-        if column not in df.columns:
-            raise DataError(
-                f"{path}: no {role} column {column!r}; columns are: {', '.join(columns) or 'none'}"
-            )
-    if len(df) == 0:
-        raise DataError(f"{path}: no rows (empty split)")
-    return _Split(df[text_column], df[label_column], str(path), kind)
+    if len(texts) == 0:
+        raise DataError(f"{path}: no rows (empty split); add one row per example")
+    return _Split(texts, labels, str(path), kind, path=path)
+
+
+def _record_line(path: Path, kind: str, position: int) -> int | None:
+    """The line where row `position` (0-based, header not counted) starts; None if unknown."""
+    try:
+        if kind == "jsonl":
+            rows = (number for number, _ in _jsonl_lines(path))
+        elif kind in _SEPARATORS:
+            records = _csv_records(path, kind)
+            next(records, None)  # the header
+            rows = (start for start, _, _ in records)
+        else:
+            return None
+        return next(itertools.islice(rows, position, None), None)
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
 
 
 def _read_hf(src: HFSource, split: str, text_column: str, label_column: str) -> _Split:
@@ -255,16 +641,46 @@ def _read_hf(src: HFSource, split: str, text_column: str, label_column: str) -> 
 # Cleaning and labels
 
 
+def _reject_nested(split: _Split, role: str, column: str, values: pd.Series) -> None:
+    """A list or an object (JSON, Parquet) is not one text or label; str() of it would pass."""
+    if values.dtype != object:
+        return
+    nested = values.map(lambda v: isinstance(v, list | tuple | dict | np.ndarray))
+    if nested.any():
+        first = int(np.flatnonzero(nested.to_numpy(dtype=bool))[0])
+        what = "an object" if isinstance(values.iloc[first], dict) else "a list"
+        must = "strings or integers" if role == "label" else "strings"
+        raise DataError(
+            f"{split.where}: the {role} at {split.row(first)} in column {column!r} is {what}, "
+            f"not one value; {role}s must be {must}"
+        )
+
+
+def _blank_strings(values: pd.Series) -> np.ndarray:
+    """Where a value is a string of white space only: a label nobody wrote (CSV reads "" as NA)."""
+    import pandas as pd
+
+    if not pd.api.types.is_string_dtype(values.dtype):  # True for object too
+        return np.zeros(len(values), dtype=bool)
+    # The distinct labels are few: test those, not every row.
+    blank = [v for v in values.dropna().unique() if isinstance(v, str) and not v.strip()]
+    if not blank:
+        return np.zeros(len(values), dtype=bool)
+    return values.isin(blank).to_numpy(dtype=bool)
+
+
 def _clean(split: _Split, text_column: str, label_column: str) -> tuple[list[str], pd.Series, int]:
     """Drop empty texts (counted), reject missing labels; returns texts, labels, dropped."""
     import pandas as pd
 
     texts = split.texts
+    labels = split.labels
+    _reject_nested(split, "text", text_column, texts)
+    _reject_nested(split, "label", label_column, labels)
     # Numbers in a text column are text too; .str needs strings (NaN is caught by isna).
     as_str = texts if pd.api.types.is_string_dtype(texts.dtype) else texts.astype(str)
     empty = (texts.isna() | as_str.str.strip().eq("")).to_numpy(dtype=bool, copy=True)
-    labels = split.labels
-    missing = labels.isna().to_numpy(dtype=bool, copy=True)
+    missing = labels.isna().to_numpy(dtype=bool, copy=True) | _blank_strings(labels)
     if split.class_names is not None:
         # ClassLabel uses -1 for "no label" (e.g. GLUE test splits).
         missing |= labels.fillna(-1).to_numpy() < 0
@@ -273,7 +689,8 @@ def _clean(split: _Split, text_column: str, label_column: str) -> tuple[list[str
         first = int(np.flatnonzero(missing)[0])
         raise DataError(
             f"{split.where}: {int(missing.sum())} of {len(labels)} rows have no label in column "
-            f"{label_column!r} (first: {split.row(first)})"
+            f"{label_column!r} (first: {split.row(first)}); give every row a label, or remove "
+            "the rows without one"
         )
     keep = ~empty
     n_dropped = int(empty.sum())

@@ -107,6 +107,37 @@ def test_label_mapping(tmp_path: Path, labels: list, names: tuple, ids: list) ->
         assert data.val_labels.tolist() == ids
 
 
+def test_blank_column_names_are_not_duplicates(tmp_path: Path) -> None:
+    # A spreadsheet's export ends rows with empty columns ("text,label,,"); no one names them.
+    path = tmp_path / "t.csv"
+    path.write_text("text,label,,\n" + "".join(f"t{i},{'ab'[i % 2]},,\n" for i in range(10)))
+    assert load_text_data(DataSpec(train=path)).label_names == ("a", "b")
+
+
+def test_multiline_texts_in_a_large_csv_stay_one_row_each(tmp_path: Path) -> None:
+    # A quoted line break belongs to its text. pyarrow cuts a file in 1 MiB blocks at line breaks
+    # unless told that values hold them, and a cut inside such a text made two bad rows of it.
+    texts = [
+        f"first line of {i}\nsecond line, with a comma\n\nafter a blank line" for i in range(40_000)
+    ]
+    df = pd.DataFrame({"text": texts, "label": [i % 2 for i in range(len(texts))]})
+    path = _write(df, tmp_path / "t.csv")
+    assert path.stat().st_size > 2 * 2**20
+    data = load_text_data(DataSpec(train=path))
+    assert sorted(data.train_texts + data.val_texts) == sorted(texts)
+    assert data.label_names == ("0", "1")
+
+
+def test_jsonl_with_mixed_label_types_still_reads_every_line(tmp_path: Path) -> None:
+    # The slow path (json.loads per line) keeps the columns pyarrow cannot type and the file order.
+    path = tmp_path / "t.jsonl"
+    lines = [json.dumps({"text": f"t{i}", "label": [1, "x"][i % 2]}) for i in range(10)]
+    path.write_text("\n".join(lines) + "\n")
+    data = load_text_data(DataSpec(train=path, validation=path))
+    assert data.val_texts == [f"t{i}" for i in range(10)]
+    assert data.label_names == ("1", "x")
+
+
 def test_mixed_number_and_string_labels_agree(tmp_path: Path) -> None:
     # JSON lines with 1 in one file and "1" in the other are the same class.
     tr = tmp_path / "t.jsonl"
@@ -367,18 +398,311 @@ def _case_hf_column(d: Path) -> DataSpec:
     return DataSpec(hf=HFSource(path=str(d / "hf")), text_column="sentence")
 
 
+def _case_text(name: str, content: str) -> Callable[[Path], DataSpec]:
+    """A case whose train file is `content` verbatim (UTF-8), named `name`."""
+
+    def make(d: Path) -> DataSpec:
+        (d / name).write_text(content, encoding="utf-8")
+        return DataSpec(train=d / name)
+
+    make.__name__ = f"_case_{name}"  # the test id
+    return make
+
+
+def _case_bytes(name: str, content: bytes) -> Callable[[Path], DataSpec]:
+    """A case whose train file holds exactly these bytes."""
+
+    def make(d: Path) -> DataSpec:
+        (d / name).write_bytes(content)
+        return DataSpec(train=d / name)
+
+    make.__name__ = f"_case_{name}"
+    return make
+
+
+def _rows(n: int = 6, sep: str = ",") -> str:
+    """`n` well-formed data lines (two classes) to surround a bad line with."""
+    return "".join(f"row {i}{sep}{'ab'[i % 2]}\n" for i in range(n))
+
+
+def _case_duplicate_parquet(d: Path) -> DataSpec:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = pa.array([f"t{i}" for i in range(6)])
+    labels = pa.array([i % 2 for i in range(6)])
+    table = pa.table([texts, labels, labels], names=["text", "label", "label"])
+    pq.write_table(table, d / "t.parquet")
+    return DataSpec(train=d / "t.parquet")
+
+
+def _case_missing_labels_parquet_str(d: Path) -> DataSpec:
+    df = _frame(6)
+    df["label"] = ["a", None, "b", "a", None, "b"]
+    return DataSpec(train=_write(df, d / "t.parquet"))
+
+
+def _case_missing_labels_parquet_int(d: Path) -> DataSpec:
+    df = _frame(6)
+    df["label"] = pd.array([0, 1, None, 1, 0, 1], dtype="Int64")
+    return DataSpec(train=_write(df, d / "t.parquet"))
+
+
+def _case_latin1_csv(d: Path) -> DataSpec:
+    (d / "t.csv").write_bytes(("text,label\n" + _rows(3) + "café,a\n").encode("latin-1"))
+    return DataSpec(train=d / "t.csv")
+
+
+def _case_latin1_label(d: Path) -> DataSpec:
+    # pyarrow reads a non-UTF-8 cell of an untyped column as bytes: a class b'\xe9' without a word.
+    (d / "t.csv").write_bytes(("text,label\n" + _rows(3) + "x,é\n").encode("latin-1"))
+    return DataSpec(train=d / "t.csv")
+
+
+def _case_latin1_jsonl(d: Path) -> DataSpec:
+    lines = ['{"text": "a", "label": 1}', '{"text": "café", "label": 0}']
+    (d / "t.jsonl").write_bytes("\n".join(lines).encode("latin-1") + b"\n")
+    return DataSpec(train=d / "t.jsonl")
+
+
+def _case_utf16_csv(d: Path) -> DataSpec:
+    (d / "t.csv").write_text("text,label\n" + _rows(), encoding="utf-16")
+    return DataSpec(train=d / "t.csv")
+
+
+def _case_text_parquet(d: Path) -> DataSpec:
+    (d / "t.parquet").write_text("text,label\n" + _rows())
+    return DataSpec(train=d / "t.parquet")
+
+
+# The findings of the data-file review: inputs whose message was pandas'/pyarrow's own.
+FILE_CASES: list[tuple[Callable[[Path], DataSpec], str]] = [
+    # 1. duplicate column names, in every file kind
+    (
+        _case_text("dup_label.csv", "label,text,label\n" + "a,t0,b\nb,t1,a\n" * 3),
+        r"dup_label\.csv: column 'label' appears twice in the header \(columns 1 and 3\); "
+        r"rename one",
+    ),
+    (
+        _case_text("dup_text.csv", "text,label,text\n" + "t0,a,x\nt1,b,y\n" * 3),
+        r"dup_text\.csv: column 'text' appears twice in the header \(columns 1 and 3\)",
+    ),
+    (
+        _case_text("dup_other.csv", 'text,"note",label,note\n' + "t0,n,a,m\nt1,n,b,m\n" * 3),
+        r"dup_other\.csv: column 'note' appears twice in the header \(columns 2 and 4\)",
+    ),
+    (
+        _case_text("dup.tsv", "label\ttext\tlabel\n" + "a\tt0\tb\nb\tt1\ta\n" * 3),
+        r"dup\.tsv: column 'label' appears twice in the header \(columns 1 and 3\)",
+    ),
+    (
+        _case_duplicate_parquet,
+        r"t\.parquet: column 'label' appears twice in the schema \(columns 2 and 3\); rename one",
+    ),
+    (
+        _case_text(
+            "dup_first.jsonl",
+            '{"text": "a", "label": 1, "label": 2}\n' + '{"text": "b", "label": 0}\n' * 5,
+        ),
+        r"dup_first\.jsonl: key 'label' appears twice in the object on line 1; rename one",
+    ),
+    (
+        _case_text(
+            "dup_later.jsonl",
+            '{"text": "b", "label": 0}\n' * 3 + '{"text": "a", "text": "c", "label": 1}\n',
+        ),
+        r"dup_later\.jsonl: key 'text' appears twice in the object on line 4",
+    ),
+    # 2. a missing or empty label, in every file kind: file, column, first row, how many
+    (
+        _case_text(
+            "int.csv", "text,label\n" + _rows(2).replace(",a", ",0").replace(",b", ",1") + "x,\n"
+        ),
+        r"int\.csv: 1 of 3 rows have no label in column 'label' \(first: row 3 \(line 4\)\); "
+        r"give every row a label, or remove the rows without one",
+    ),
+    (
+        _case_text(
+            "int.tsv",
+            "text\tlabel\nx\t\n" + _rows(4, "\t").replace("\ta", "\t0").replace("\tb", "\t1"),
+        ),
+        r"int\.tsv: 1 of 5 rows have no label in column 'label' \(first: row 1 \(line 2\)\)",
+    ),
+    (
+        _case_text("str.tsv", "text\tlabel\n" + _rows(4, "\t") + "x\t\n"),
+        r"str\.tsv: 1 of 5 rows have no label in column 'label' \(first: row 5 \(line 6\)\)",
+    ),
+    (
+        _case_text("null.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": null}\n' * 2),
+        r"null\.jsonl: 2 of 4 rows have no label in column 'label' \(first: line 2\)",
+    ),
+    (
+        _case_text(
+            "nokey.jsonl",
+            '{"text": "a", "label": "x"}\n{"text": "b"}\n{"text": "c", "label": "y"}\n',
+        ),
+        r"nokey\.jsonl: 1 of 3 rows have no label in column 'label' \(first: line 2\)",
+    ),
+    (
+        _case_text(
+            "blank.jsonl",
+            '{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n'
+            '{"text": "c", "label": " "}\n',
+        ),
+        r"blank\.jsonl: 1 of 3 rows have no label in column 'label' \(first: line 3\)",
+    ),
+    (
+        _case_missing_labels_parquet_str,
+        r"t\.parquet: 2 of 6 rows have no label in column 'label' \(first: row 2\)",
+    ),
+    (
+        _case_missing_labels_parquet_int,
+        r"t\.parquet: 1 of 6 rows have no label in column 'label' \(first: row 3\)",
+    ),
+    # the row's line counts the lines a quoted text spans and the blank lines
+    (
+        _case_text("multiline.csv", 'text,label\n"two\nlines",a\n\nb,b\nc,\n'),
+        r"multiline\.csv: 1 of 3 rows have no label .*\(first: row 3 \(line 6\)\)",
+    ),
+    (
+        _case_text(
+            "gaps.jsonl", '{"text": "a", "label": 1}\n\n{"text": "b", "label": 0}\n{"text": "c"}\n'
+        ),
+        r"gaps\.jsonl: 1 of 3 rows have no label .*\(first: line 4\)",
+    ),
+    # 3. a malformed JSON lines file: the line and what is wrong with it
+    (
+        _case_text(
+            "bad.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n{"text": oops}\n'
+        ),
+        r"bad\.jsonl: line 3 is not valid JSON \(Expecting value at column 10\); "
+        r"each line must hold one JSON object",
+    ),
+    (
+        _case_text("arrays.jsonl", '["a", 1]\n["b", 0]\n'),
+        r"arrays\.jsonl: line 1 holds a JSON array, not an object; each line must hold one "
+        r"JSON object",
+    ),
+    (
+        _case_text("pretty.jsonl", "[\n" + '  {"text": "a", "label": 1},\n' * 3 + "]\n"),
+        r"pretty\.jsonl: line 1 is not valid JSON .*one JSON object .*one object per line",
+    ),
+    (
+        _case_text("nested.jsonl", '{"text": "a", "label": [1]}\n{"text": "b", "label": [0]}\n'),
+        r"nested\.jsonl: the label at line 1 in column 'label' is a list, not one value; "
+        r"labels must be strings or integers",
+    ),
+    # 4. the wrong separator for the suffix; a CSV parse error names the line
+    (
+        _case_text("tabs.csv", "text\tlabel\n" + "a, b, and c\tx\nd\ty\n" * 3),
+        r"tabs\.csv: the header has tabs and no commas, so the file looks tab-separated; "
+        r"rename it tabs\.tsv",
+    ),
+    (
+        _case_text("commas.tsv", "text,label\n" + _rows()),
+        r"commas\.tsv: the header has commas and no tabs, so the file looks comma-separated; "
+        r"rename it commas\.csv",
+    ),
+    (
+        _case_text("ragged.csv", "text,label\n" + _rows(2) + "a, b,c\n" + _rows(2)),
+        r"ragged\.csv: line 4 has 3 fields but the header has 2 \(text, label\); "
+        r"quote a text that holds a comma",
+    ),
+    (
+        _case_text("semicolons.csv", "text;label\n" + _rows(sep=";")),
+        r"semicolons\.csv: the header has semicolons and no commas, so the file looks "
+        r"semicolon-separated; save it with commas between the values",
+    ),
+    (
+        _case_text("tab_rows.csv", "text,label\n" + _rows(2) + "tab\tseparated\n"),
+        r"tab_rows\.csv: line 4 has 1 field but the header has 2 \(text, label\); "
+        r"separate its values with commas, not tabs",
+    ),
+    (
+        _case_text("spans.csv", 'text,label\n"two\nlines",a,extra\n' + _rows()),
+        r"spans\.csv: the row on lines 2-3 has 3 fields but the header has 2",
+    ),
+    (
+        _case_text("spaced.csv", "text, label\n" + _rows()),
+        r"spaced\.csv: no label column 'label'; columns are: text,  label; ' label' has spaces "
+        r"around the name: remove them",
+    ),
+    (
+        _case_text("short.tsv", "text\tlabel\n" + _rows(3, "\t") + "lonely\n"),
+        r"short\.tsv: line 5 has 1 field but the header has 2 \(text, label\); "
+        r"give each row a value for every column",
+    ),
+    (
+        _case_text("unclosed.csv", 'text,label\na,b\n"never closed,a\n' + _rows(3)),
+        r"unclosed\.csv: the quote that opens line 3 is never closed",
+    ),
+    # 5. only a header, with or without a line break
+    (
+        _case_text("header.csv", "text,label"),
+        r"header\.csv: no rows \(empty split\): the file holds only the header line "
+        r"'text,label'; add one row per example under it",
+    ),
+    (
+        _case_text("header.tsv", "text\tlabel\n"),
+        r"header\.tsv: no rows \(empty split\): the file holds only the header line",
+    ),
+    (
+        _case_text("blank_lines.csv", "\n\n  \n"),
+        r"blank_lines\.csv: the file is empty; a CSV file needs a header line naming the "
+        r"columns \(text,label\) and one row per example",
+    ),
+    # 6. other files that are not what their suffix says
+    (
+        _case_bytes("zero.tsv", b""),
+        r"zero\.tsv: the file is empty; a TSV file needs a header line",
+    ),
+    (
+        _case_bytes("binary.csv", bytes(range(256)) * 4),
+        r"binary\.csv: the file holds NUL bytes \(line 1\), so it is binary or UTF-16/32 text, "
+        r"not a UTF-8 CSV file",
+    ),
+    (
+        _case_utf16_csv,
+        r"t\.csv: the file is UTF-16 text \(it starts with a UTF-16 byte order mark\); "
+        r"save it as UTF-8",
+    ),
+    (
+        _case_latin1_csv,
+        r"t\.csv: line 5 is not valid UTF-8 \(byte 0xe9\); the file is in another encoding "
+        r"\(latin-1 or Windows-1252\?\): save it as UTF-8",
+    ),
+    (_case_latin1_label, r"t\.csv: line 5 is not valid UTF-8 \(byte 0xe9\)"),
+    (_case_latin1_jsonl, r"t\.jsonl: line 2 is not valid UTF-8 \(byte 0xe9\)"),
+    (
+        _case_bytes("parquet.csv", b"PAR1" + bytes(100) + b"PAR1"),
+        r"parquet\.csv: the file is Parquet, not CSV; rename it parquet\.parquet",
+    ),
+    (
+        _case_text_parquet,
+        r"t\.parquet: the file is not Parquet \(it holds text\); give it the suffix of its "
+        r"format \(\.csv, \.tsv or \.jsonl\)",
+    ),
+    (
+        _case_bytes("junk.parquet", b"\x01\x02\x03 not parquet \xff"),
+        r"junk\.parquet: the file is not Parquet \(it does not end with the marker PAR1\); "
+        r"write it with pandas' to_parquet",
+    ),
+    (_case_bytes("zero.parquet", b""), r"zero\.parquet: the file is empty \(0 bytes\)"),
+]
+
+
 BAD_INPUTS: list[tuple[Callable[[Path], DataSpec], str]] = [
     (_case_missing_file, r"data file not found: .*nope\.csv"),
     (_case_missing_validation_file, r"data file not found: .*gone\.jsonl"),
     (_case_directory, r"is a directory, not a file: .*dir\.csv"),
-    (_case_garbage_parquet, r"cannot read .*t\.parquet: "),
-    (_case_bad_jsonl, r"cannot read .*t\.jsonl: "),
-    (_case_zero_byte_csv, r"cannot read .*t\.csv: "),
+    (_case_garbage_parquet, r"t\.parquet: the file is not Parquet \(it holds text\)"),
+    (_case_bad_jsonl, r"t\.jsonl: line 2 is not valid JSON"),
+    (_case_zero_byte_csv, r"t\.csv: the file is empty; a CSV file needs a header line"),
     (_case_suffix, r"t\.txt: unsupported file type '\.txt'; use one of \.csv"),
     (_case_text_column, r"t\.csv: no text column 'review'; columns are: text, label"),
     (_case_label_column, r"t\.parquet: no label column 'sentiment'; columns are: text, label"),
     (_case_header_only, r"t\.csv: no rows \(empty split\)"),
-    (_case_empty_validation, r"cannot read .*v\.jsonl|v\.jsonl: no rows"),
+    (_case_empty_validation, r"v\.jsonl: the file is empty; a JSON lines file needs one object"),
     (_case_single_class, r"t\.csv: only one class \('pos'\) in column 'label'"),
     (
         _case_missing_labels,
@@ -398,6 +722,7 @@ BAD_INPUTS: list[tuple[Callable[[Path], DataSpec], str]] = [
     (_case_hf_missing, r"cannot load hf .*no-such-dataset split 'train': "),
     (_case_hf_split, r"cannot load hf .*split 'validation': .*validation"),
     (_case_hf_column, r"hf .*split 'train': no text column 'sentence'; columns are: text, label"),
+    *FILE_CASES,
 ]
 
 
