@@ -15,7 +15,9 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,53 @@ import torch
 from safetensors.torch import load_model, save_model
 from transformers import AutoTokenizer
 
+from sweep.errors import (
+    INFRASTRUCTURE_ERRNOS,
+    ConfigError,
+    DiskError,
+    find_infrastructure_errno,
+)
+from sweep.paths import OWNER_MARKER, is_owned, mark_owned
+
 LATEST = "latest.json"
 FORMAT_VERSION = 1
+# Below this much free space a failed write is taken for a full disk: torch's zip writer says
+# "[enforce fail at inline_container.cc] unexpected pos" instead of ENOSPC.
+_NEARLY_FULL_BYTES = 4 * 2**20
+
+
+@contextlib.contextmanager
+def writing(directory: Path, what: str) -> Iterator[None]:
+    """Turn a failed write under `directory` into a DiskError that says why, in one line.
+
+    A full or broken disk is not the trial's fault: the caller records the trial as an
+    infrastructure failure and runs it again, instead of counting it as a failed configuration.
+    """
+    try:
+        yield
+    except Exception as error:  # OSError, torch's RuntimeError, safetensors' SafetensorError...
+        reason = _why_not_written(directory, error)
+        if reason is None:
+            raise
+        raise DiskError(f"cannot write the {what} in {directory}: {reason}") from error
+
+
+def _why_not_written(directory: Path, error: BaseException) -> str | None:
+    """ "No space left on device" and the like, or None when the error is not the disk's."""
+    found = find_infrastructure_errno(error)
+    if found is not None:
+        return os.strerror(found.errno) if found.errno is not None else str(found)
+    # Rust and C++ writers report the OS error in their message only: "(os error 28)".
+    code = re.search(r"os error (\d+)", str(error))
+    if code is not None and int(code.group(1)) in INFRASTRUCTURE_ERRNOS:
+        return os.strerror(int(code.group(1)))
+    try:
+        free = shutil.disk_usage(directory if directory.exists() else directory.parent).free
+    except OSError:
+        return None
+    if free < _NEARLY_FULL_BYTES:
+        return f"No space left on device ({free // 1024} KiB free)"
+    return None
 
 
 def _atomic(path: Path) -> Path:
@@ -98,7 +145,20 @@ def save_checkpoint(
     `step` > 0: the checkpoint is taken `step` steps into the epoch after `epoch`. `extra`
     (JSON-able) goes into latest.json, for what a caller needs before building the model.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    with writing(directory, "checkpoint"):
+        _save_checkpoint(directory, model, epoch, state, fingerprint, extra, step)
+
+
+def _save_checkpoint(
+    directory: Path,
+    model: torch.nn.Module,
+    epoch: int,
+    state: dict[str, Any],
+    fingerprint: str,
+    extra: dict[str, Any] | None,
+    step: int,
+) -> None:
+    mark_owned(directory)
     # Distinct names per (epoch, step): the files latest.json points at are never overwritten
     # before latest.json itself moves on.
     stem = f"epoch-{epoch}" if not step else f"epoch-{epoch}-step-{step}"
@@ -148,6 +208,7 @@ def remove_checkpoint(directory: Path) -> None:
         path.unlink(missing_ok=True)
     for path in directory.glob(".*.tmp-*"):
         path.unlink(missing_ok=True)
+    (directory / OWNER_MARKER).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         directory.rmdir()
 
@@ -158,19 +219,24 @@ def save_best_model(
     """Write a loadable model folder: save_pretrained (safetensors) + tokenizer files + labels.json.
 
     Written to a temporary sibling first and swapped in, so a reader never sees half a model.
+    A folder already at `directory` is replaced only if sweep made it (ConfigError otherwise).
     """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    # Through AutoTokenizer rather than copying files: tokenizer_dir may be a whole pretrained
-    # model folder, and only its tokenizer belongs next to our weights.
-    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp)
-    labels = {str(i): name for i, name in enumerate(label_names)}
-    (tmp / "labels.json").write_text(json.dumps(labels, indent=2) + "\n")
-    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-    if directory.exists():
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists() and not is_owned(directory):
+        raise ConfigError(f"{directory} exists and was not made by sweep: move it out of the way")
+    with writing(directory.parent, "best model"):
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        # Through AutoTokenizer rather than copying files: tokenizer_dir may be a whole
+        # pretrained model folder, and only its tokenizer belongs next to our weights.
+        AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp)
+        labels = {str(i): name for i, name in enumerate(label_names)}
+        (tmp / "labels.json").write_text(json.dumps(labels, indent=2) + "\n")
+        mark_owned(tmp)
+        old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)

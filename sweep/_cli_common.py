@@ -12,7 +12,13 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from sweep.errors import ConfigError, StorageError, SweepError
+from sweep.errors import (
+    ConfigError,
+    ExitCode,
+    StorageError,
+    SweepError,
+    find_infrastructure_errno,
+)
 from sweep.storage import (
     is_companion,
     open_storage,
@@ -50,11 +56,12 @@ ArtifactsOption = Annotated[
 
 
 def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+    return redact(" ".join(str(error).split()) or type(error).__name__)
 
 
 def _user_errors(command: F) -> F:
-    """Turn a SweepError into `error: <message>` on stderr and exit code 2."""
+    """Turn a SweepError into `error: <message>` on stderr and its exit code (2 for a mistake in
+    the input, 3 for the infrastructure); a full disk met anywhere counts as the latter."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -62,9 +69,23 @@ def _user_errors(command: F) -> F:
             return command(*args, **kwargs)
         except SweepError as e:
             typer.echo(f"error: {_one_line(e)}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(e.exit_code) from None
+        except OSError as e:
+            if find_infrastructure_errno(e) is None:
+                raise
+            typer.echo(f"error: {_one_line(e)}", err=True)
+            raise typer.Exit(ExitCode.INFRASTRUCTURE) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class _Redacting(logging.Filter):
+    """Hide passwords in log records (a storage URL in a driver's message, say)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
 
 
 def _consoles() -> tuple[Any, Any]:
@@ -93,6 +114,7 @@ def _setup_logging(err_console: Any) -> None:
     hf_logging.disable_progress_bar()
     if not logger.handlers:
         handler = RichHandler(console=err_console, show_time=False, show_path=False)
+        handler.addFilter(_Redacting())
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
         logger.propagate = False

@@ -26,7 +26,7 @@ import sqlalchemy.exc
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.errors import StorageError
+from sweep.errors import DatabaseUnreachable
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ def is_transient(error: BaseException) -> bool:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if _refused_by_the_server(current):
+            return False
         if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
             return True
         if isinstance(
@@ -66,6 +68,29 @@ def is_transient(error: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+# A server that answered and said no: a wrong password or role, a database that does not exist.
+# Waiting does not fix those; they are the URL's mistake. SQLSTATE classes 28 and 3D where the
+# driver gives one; psycopg gives none for a refused connection, only the server's message.
+_REFUSED_STATES = ("28", "3D")
+_REFUSED_WORDS = (
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",
+    "permission denied",
+    "access denied",
+)
+
+
+def _refused_by_the_server(error: BaseException) -> bool:
+    """Whether `error` is the server refusing the login (not an outage)."""
+    for candidate in (error, getattr(error, "orig", None)):
+        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_REFUSED_STATES):
+            return True
+    text = str(getattr(error, "orig", None) or error).lower()
+    return "fatal" in text and any(words in text for words in _REFUSED_WORDS)
 
 
 class DelegatingStorage(BaseStorage):
@@ -179,27 +204,31 @@ class DelegatingStorage(BaseStorage):
         self.inner.check_trial_is_updatable(trial_id, trial_state)
 
 
-class ResilientStorage(DelegatingStorage):
-    """Delegates to `inner` (an Optuna storage), retrying calls that failed for want of a
-    database. `stopping`: once set, give up after STOPPING_GIVE_UP_AFTER_S instead.
-    """
+class Retrying:
+    """Calls retried while the database cannot be reached (see `call`); `stopping`: once set,
+    give up after STOPPING_GIVE_UP_AFTER_S instead."""
 
     def __init__(
         self,
-        inner: BaseStorage,
         *,
         give_up_after: float = DEFAULT_GIVE_UP_AFTER_S,
         stopping: threading.Event | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(inner)
         self.give_up_after = give_up_after
         self.stopping = stopping or threading.Event()
         self._sleep = sleep
+        self._stopping_deadline: float | None = None
         self.outages = 0  # outages ridden out (for tests and the worker's summary)
 
     def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """`method(*args, **kwargs)`, retried while the database cannot be reached."""
+        """`method(*args, **kwargs)`, retried while the database cannot be reached.
+
+        Gives up (DatabaseUnreachable) after `give_up_after` seconds of one outage; once
+        `stopping` is set, after STOPPING_GIVE_UP_AFTER_S counted from the first failure seen
+        while stopping, for all calls together, so a worker told to stop during an outage is
+        gone within that time however many writes it still had to make.
+        """
         first_failure: float | None = None
         delay = FIRST_DELAY_S
         while True:
@@ -212,18 +241,23 @@ class ResilientStorage(DelegatingStorage):
                 if first_failure is None:
                     first_failure = now
                     self.outages += 1
+                if first_failure == now and self.give_up_after > 0:
                     logger.warning(
                         "database unreachable (%s); retrying for up to %.0f s",
                         _first_line(error),
                         self.give_up_after,
                     )
-                limit = STOPPING_GIVE_UP_AFTER_S if self.stopping.is_set() else self.give_up_after
-                waited = now - first_failure
-                if waited >= limit:
-                    raise StorageError(
-                        f"database unreachable for {waited:.0f} s, giving up: {_first_line(error)}"
+                deadline = first_failure + self.give_up_after
+                if self.stopping.is_set():
+                    if self._stopping_deadline is None:
+                        self._stopping_deadline = now + STOPPING_GIVE_UP_AFTER_S
+                    deadline = min(deadline, self._stopping_deadline)
+                if now >= deadline:
+                    raise DatabaseUnreachable(
+                        f"database unreachable for {now - first_failure:.0f} s, giving up: "
+                        f"{_first_line(error)}"
                     ) from error
-                self._sleep(min(delay, limit - waited))
+                self._sleep(min(delay, deadline - now))
                 delay = min(delay * 2, MAX_DELAY_S)
                 continue
             if first_failure is not None:
@@ -231,6 +265,22 @@ class ResilientStorage(DelegatingStorage):
                     "database reachable again after %.1f s", time.monotonic() - first_failure
                 )
             return result
+
+
+class ResilientStorage(Retrying, DelegatingStorage):
+    """Delegates to `inner` (an Optuna storage), retrying calls that failed for want of a
+    database (see `Retrying`)."""
+
+    def __init__(
+        self,
+        inner: BaseStorage,
+        *,
+        give_up_after: float = DEFAULT_GIVE_UP_AFTER_S,
+        stopping: threading.Event | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        Retrying.__init__(self, give_up_after=give_up_after, stopping=stopping, sleep=sleep)
+        DelegatingStorage.__init__(self, inner)
 
     def _forward(self, name: str, *args: Any) -> Any:
         return self.call(getattr(self.inner, name), *args)

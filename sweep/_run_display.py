@@ -1,5 +1,7 @@
 """What `sweep run` shows while it works: a live progress, one line per trial, a summary."""
 
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from sweep.status import (
@@ -7,6 +9,7 @@ from sweep.status import (
     best_line,
     best_trial,
     counts_towards_budget,
+    end_reason,
     fmt_number,
     fmt_params,
     overhead,
@@ -52,8 +55,8 @@ class RunDisplay:
             TextColumn("trials"),
             MofNCompleteColumn(),
             BarColumn(bar_width=20),
-            TextColumn("{task.fields[running]}"),
-            TextColumn("best {task.fields[best]}"),
+            TextColumn("{task.fields[running]}", markup=False),
+            TextColumn("best {task.fields[best]}", markup=False),
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=self.err,
@@ -123,12 +126,19 @@ def trial_line(row: dict[str, Any], metric: str) -> str:
 def print_summary(out: Any, session: Any, metric: str) -> None:
     """What a `sweep run` did: trials counted, the best trial, this run's overhead."""
     study = session.study
+    if session.abandoned:
+        # Stopped while the database is away: nothing more can be read from it.
+        out.print(
+            f"stopped: the database of study {study.study_name} is unreachable; the running "
+            "trial resumes from its checkpoint on the next worker",
+            markup=False,
+        )
+        return
     counted = session.counted()
-    here = len(session.finished_here)
-    head = "interrupted" if session.interrupted else "done"
+    head = "interrupted" if session.interrupted else "stopped" if session.preempted else "done"
     out.print(
         f"{head}: study {study.study_name} has {counted} of {session.n_trials} trials "
-        f"({here} finished in this run)",
+        f"({here_text(session.finished_here)})",
         markup=False,
     )
     best = best_trial(study)
@@ -137,3 +147,21 @@ def print_summary(out: Any, session: Any, metric: str) -> None:
     info = overhead({SESSION_PREFIX: record})
     if record["trials"]:
         out.print(f"this run: {overhead_line(info).removeprefix('sweep ')}", markup=False)
+
+
+def here_text(finished: Sequence[Any]) -> str:
+    """`3 finished in this run` and, for trials that ended here without counting (preempted,
+    interrupted, stopped by the infrastructure), how many of each: `1 preempted, queued again`."""
+    counted = sum(1 for t in finished if counts_towards_budget(t))
+    parts = [f"{counted} finished in this run"]
+    others = Counter(
+        end_reason(t).removesuffix(", queued again") + (", queued again" if _queued(t) else "")
+        for t in finished
+        if not counts_towards_budget(t)
+    )
+    parts += [f"{n} {reason}" for reason, n in others.items()]
+    return "; ".join(parts)
+
+
+def _queued(trial: Any) -> bool:
+    return bool(trial.user_attrs.get("retried"))

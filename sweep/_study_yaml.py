@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 import types
 import typing
 from pathlib import Path
@@ -40,8 +41,16 @@ def unknown_key(key: object, valid: typing.Iterable[str], what: str = "key") -> 
     return f"unknown {what} '{key}' ({hint})"
 
 
+# repr() of a value as a message shows it, cut short before it is built: a list reached through
+# nested aliases may stand for billions of items (see `parse`).
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = _REPR.maxother = 60
+
+
 def short(value: object, limit: int = 50) -> str:
-    text = repr(value)
+    """A bounded repr of `value` for messages, at most `limit` characters."""
+    text = _REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -54,12 +63,69 @@ def position(mark: yaml.Mark | None) -> str:
     return f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
 
 
+# A study file is a few hundred nodes; the bound is far above any real one and far below what
+# takes noticeable time or memory to validate.
+MAX_NODES = 100_000
+MAX_FILE_BYTES = 2**20
+
+
+def oversized_node(root: yaml.Node, limit: int = MAX_NODES) -> yaml.Node | None:
+    """The innermost node that stands for more than `limit` nodes once its aliases (and `<<`
+    merges) are expanded, or None when the whole document stays below that.
+
+    Nodes are counted once each, memoised, without expanding anything: a few hundred bytes of
+    nested aliases ("billion laughs") stand for billions of nodes, safe to compose and to
+    construct (the constructed objects are shared), ruinous for anything that walks the data,
+    such as validation or an error message's repr.
+    """
+    sizes: dict[int, int] = {}
+    culprit: list[yaml.Node] = []
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:  # a node seen before: an alias to it
+            return known
+        sizes[id(node)] = 1  # a node that contains itself counts once (constructed as a cycle)
+        total = 1
+        children = node.value if isinstance(node, yaml.CollectionNode) else []
+        for child in children:
+            for sub in child if isinstance(child, tuple) else (child,):
+                total += size(sub)
+                if total > limit:
+                    break
+            if total > limit:
+                break
+        if total > limit and not culprit:
+            culprit.append(node)  # inner nodes finish first: this is the innermost one
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+    return culprit[0] if culprit else None
+
+
 def parse(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
-    """(compose tree, data) with the safe loader's constructors: tags that run code are errors."""
+    """(compose tree, data) with the safe loader's constructors: tags that run code are errors.
+
+    Refused before anything walks the data: a file over MAX_FILE_BYTES, and a document whose
+    aliases expand to more than MAX_NODES nodes (see `oversized_node`).
+    """
+    if len(text) > MAX_FILE_BYTES:
+        raise error(
+            f"{path}: the study file is {len(text)} characters; a study file is at most "
+            f"{MAX_FILE_BYTES} (is this the right file?)"
+        )
     loader = None
     try:
         loader = yaml.SafeLoader(text)  # the reader refuses control characters right here
         node = loader.get_single_node()
+        if node is not None:
+            culprit = oversized_node(node)
+            if culprit is not None:
+                raise error(
+                    f"{path}{position(culprit.start_mark)}: the YAML aliases here expand to more "
+                    f"than {MAX_NODES} values; write the values out instead of nesting aliases"
+                )
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         where = exc.problem_mark or exc.context_mark

@@ -124,6 +124,7 @@ def studies(
 ) -> None:
     """List the studies in the storage: name, trials, best value, direction."""
     from rich.table import Table
+    from rich.text import Text
 
     from sweep.status import studies_rows
 
@@ -145,15 +146,16 @@ def studies(
             header, justify="right" if header in ("trials", "complete", "best") else "left"
         )
     for row in rows:
-        table.add_row(
+        cells = [
             row["name"],
             str(row["trials"]),
             str(row["complete"]),
             fmt_number(row["best_value"]),
-            row["metric"] or "-",
+            str(row["metric"] or "-"),
             # A study with cost as a second objective: "minimize, + cost".
             ", ".join([row["direction"], *(f"+ {o}" for o in row["objectives"][1:])]),
-        )
+        ]
+        table.add_row(*(Text(cell) for cell in cells))  # Text: names are not markup
     out.print(table)
 
 
@@ -281,7 +283,7 @@ def main() -> None:
         app()
     except SweepError as e:  # raised outside a command (should not happen; belt and braces)
         typer.echo(f"error: {_one_line(e)}", err=True)
-        raise SystemExit(2) from None
+        raise SystemExit(e.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """`sweep report` and `sweep dashboard` (registered on the main app by sweep/cli.py).
 
-Both only read the storage and never import torch: the report is built from what the trials
-recorded, the dashboard is optuna-dashboard's.
+Neither imports torch: the report is built from what the trials recorded, the dashboard is
+optuna-dashboard's (read-only unless --allow-writes, see sweep.dashboard).
 """
 
 import time
@@ -93,22 +93,50 @@ def register(app: typer.Typer) -> None:
         host: Annotated[
             str,
             typer.Option(
-                "--host", help="Address to listen on (0.0.0.0: reachable from other machines)."
+                "--host",
+                help="Address to listen on. Only the loopback (127.0.0.1, ::1, localhost) "
+                "unless --allow-remote is given.",
             ),
         ] = "127.0.0.1",
         port: Annotated[
             int, typer.Option("--port", help="Port to listen on (0: any free port).")
         ] = 8080,
+        allow_writes: Annotated[
+            bool,
+            typer.Option(
+                "--allow-writes",
+                help="Serve optuna-dashboard's whole API: notes, trial states, deleting and "
+                "creating studies. Without it the dashboard is read-only (other methods than "
+                "GET and HEAD get 405).",
+            ),
+        ] = False,
+        allow_remote: Annotated[
+            bool,
+            typer.Option(
+                "--allow-remote",
+                help="Allow a --host off the loopback (0.0.0.0, a LAN address). The dashboard "
+                "has no authentication: anyone who reaches it can read the studies.",
+            ),
+        ] = False,
     ) -> None:
         """Serve optuna-dashboard on the study storage until Ctrl-C.
 
-        Reads only: running workers keep writing to the same storage (SQLite in WAL mode, so
-        the dashboard's reads never lock them out).
+        Read-only and on this machine only by default. Running workers keep writing to the
+        same storage (SQLite in WAL mode, so the dashboard's reads never lock them out).
         """
         from sweep.dashboard import Dashboard
 
-        server = Dashboard(resolve_storage_url(storage), host, port)
+        server = Dashboard(
+            resolve_storage_url(storage),
+            host,
+            port,
+            allow_writes=allow_writes,
+            allow_remote=allow_remote,
+        )
         try:
+            warning = server.remote_warning()
+            if warning is not None:
+                typer.echo(warning, err=True)
             typer.echo(f"{server.describe()} (Ctrl-C to stop)")
             server.serve_forever()
         except KeyboardInterrupt:

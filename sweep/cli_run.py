@@ -27,6 +27,7 @@ from sweep._run_display import RunDisplay, best_value, print_summary
 from sweep.errors import ConfigError
 from sweep.status import (
     ATTR_CONFIG,
+    ATTR_DATA_DROPPED,
     ATTR_DATA_HASH,
     ATTR_DATA_SOURCE,
     ATTR_LABEL_NAMES,
@@ -36,6 +37,7 @@ from sweep.status import (
     best_line,
     best_trial,
     counts_towards_budget,
+    dropped_text,
     trial_row,
 )
 from sweep.storage import (
@@ -120,12 +122,14 @@ def _check_run_options(
 
 
 def _load_config(study: Path | None, name: str | None) -> Any:
-    from sweep.config import bundled_demo_path, load_study
+    from sweep.config import bundled_demo_path, check_study_name, load_study
 
     config = load_study(study if study is not None else bundled_demo_path())
     if name is not None:
-        if not name.strip() or "\n" in name:
-            raise ConfigError(f"--name must be a non-empty single line, got {name!r}")
+        try:
+            check_study_name(name)
+        except ValueError as e:
+            raise ConfigError(f"--name {name!r}: {e}") from None
         config = config.model_copy(update={"name": name})
     return config
 
@@ -170,6 +174,7 @@ def _open_run_study(
                 ATTR_DATA_SOURCE: text.source,
                 ATTR_SWEEP_VERSION: __version__,
                 ATTR_LABEL_NAMES: list(text.label_names),
+                ATTR_DATA_DROPPED: text.dropped_empty,
             },
             enqueue=config.enqueue,
             signature_attr=ATTR_SIGNATURE,
@@ -294,7 +299,9 @@ def run(
     config = _load_config(study, name)
     n_trials = trials if trials is not None else config.trials
     url = resolve_storage_url(storage, config.storage)
-    check_storage(url)  # before the data: an unreachable database is reported in seconds
+    # Before the data: a bad URL is reported in seconds; a server that is down is waited for
+    # (--db-wait), as every later storage call does.
+    check_storage(url, wait=db_wait)
     artifacts = artifacts_dir if artifacts_dir is not None else default_artifacts_dir(url)
     checkpoints = checkpoint_dir if checkpoint_dir is not None else default_checkpoint_dir(url)
 
@@ -322,11 +329,7 @@ def run(
         done = sum(1 for t in study_obj.get_trials(deepcopy=False) if counts_towards_budget(t))
         verb = "created" if created else f"continuing ({done} finished trials)"
         # Said only now: a failed run prints nothing but its one error line.
-        err.print(
-            f"data: {text.source}: {len(text.train_texts)} train / {len(text.val_texts)} "
-            f"validation examples, labels {', '.join(text.label_names)}",
-            markup=False,
-        )
+        _print_data(err, text)
         where = f" with {workers} workers" if workers > 1 else ""
         err.print(
             f"study {config.name} {verb} in {redact(url)}; running until {n_trials} trials{where}",
@@ -417,9 +420,10 @@ def worker(
     if path.suffix in (".yaml", ".yml") or path.is_file():
         config = _load_config(path, name)
         url = resolve_storage_url(storage, config.storage)
-        check_storage(url)
+        check_storage(url, wait=db_wait)
     else:
         url = resolve_storage_url(storage)
+        check_storage(url, wait=db_wait)
         config = _config_from_storage(study, url)
         if name is not None and name != study:
             raise ConfigError(f"--name {name!r} differs from the study named {study!r}")
@@ -463,6 +467,17 @@ def worker(
     if session.interrupted:
         raise typer.Exit(130)
     # Preempted (SIGTERM) is a clean exit: the trial is queued again for another worker.
+
+
+def _print_data(err: Any, text: Any) -> None:
+    """What the trials train on: the source, the rows, the labels, and any rows dropped."""
+    err.print(
+        f"data: {text.source}: {len(text.train_texts)} train / {len(text.val_texts)} "
+        f"validation examples, labels {', '.join(text.label_names)}",
+        markup=False,
+    )
+    if text.dropped_empty:
+        err.print(f"data: {dropped_text(text.dropped_empty)}", markup=False)
 
 
 def _stop_on_sigterm() -> threading.Event:

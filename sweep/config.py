@@ -68,6 +68,7 @@ __all__ = [
     "PrunerConfig",
     "StudyConfig",
     "bundled_demo_path",
+    "check_study_name",
     "load_study",
 ]
 
@@ -109,6 +110,19 @@ PRUNER_SETTINGS: dict[str, dict[str, tuple[int, bool]]] = {
 # Names of sweep.models.PRESETS, repeated here so validating `{preset: ...}` never imports torch
 # (a test keeps the two in step).
 _PRESET_NAMES = ("nano", "micro", "mini", "small")
+
+
+def check_study_name(name: str) -> str:
+    """`name` if it can name a study, else ValueError saying why.
+
+    Free text otherwise ('/', spaces and unicode are fine): a name is never used as a path
+    (sweep.paths), and it must be printable, so it shows as itself in every table and message.
+    """
+    if not name or len(name) > 500:
+        raise ValueError("name must be 1 to 500 characters")
+    if name != name.strip() or not name.isprintable():
+        raise ValueError("name must be one line of printable characters without surrounding spaces")
+    return name
 
 
 def _to_float(value: object) -> float:
@@ -505,9 +519,7 @@ class StudyConfig(_Frozen):
     @field_validator("name")
     @classmethod
     def _one_line(cls, value: str) -> str:
-        if "\n" in value or value != value.strip():
-            raise ValueError("name must be one line without surrounding spaces")
-        return value
+        return check_study_name(value)
 
     @field_validator("parameters", mode="before")
     @classmethod
@@ -634,8 +646,17 @@ class StudyConfig(_Frozen):
         return specs
 
     def resolved(self) -> dict[str, Any]:
-        """The whole resolved config as JSON-able data (`StudyConfig.model_validate` reads it)."""
-        return self.model_dump(mode="json")
+        """The whole resolved config as JSON-able data (`StudyConfig.model_validate` reads it).
+
+        This is what is stored on the study, where anyone who can read the study can see it
+        (the dashboard serves it): the storage URL's password is replaced by ***.
+        """
+        data = self.model_dump(mode="json")
+        if data.get("storage"):
+            from sweep.storage import redact  # lazy: keeps this module free of SQLAlchemy
+
+            data["storage"] = redact(data["storage"])
+        return data
 
 
 _FILE_KEYS = tuple(k for k in StudyConfig.model_fields if k != "source_path")

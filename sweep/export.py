@@ -26,7 +26,8 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from sweep.errors import ConfigError, DataError, StorageError
-from sweep.objective import default_cache_dir, model_dir
+from sweep.objective import chain_key, default_cache_dir, model_dir
+from sweep.paths import OWNER_MARKER, legacy_study_dir
 from sweep.status import ATTR_CONFIG, ATTR_DATA_HASH, ATTR_DATA_SOURCE, ATTR_METRIC
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,21 @@ def package_versions() -> dict[str, str | None]:
 
 def _is_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file()
+
+
+def _kept_model(artifacts_dir: Path, study_name: str, trial: FrozenTrial) -> Path | None:
+    """The folder the sweep kept the trial's model in, or None.
+
+    Retries keep their model with the first trial of their chain (sweep.objective.chain_key);
+    a study swept by sweep 0.1 kept it under `<artifacts>/<study name>/trial-<number>`.
+    """
+    kept = model_dir(artifacts_dir, study_name, chain_key(trial))
+    if _is_model_dir(kept):
+        return kept
+    legacy = legacy_study_dir(artifacts_dir, study_name)
+    if legacy is not None and _is_model_dir(legacy / f"trial-{trial.number}"):
+        return legacy / f"trial-{trial.number}"
+    return None
 
 
 def _check_destination(dest: Path) -> None:
@@ -149,16 +165,17 @@ def export_trial(
     place, so a failed export leaves nothing half-written. Returns the manifest.
     """
     _check_destination(dest)
-    kept = model_dir(artifacts_dir, study.study_name, trial.number)
+    kept = _kept_model(artifacts_dir, study.study_name, trial)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         folder = staging / "model"
-        if _is_model_dir(kept):
-            shutil.copytree(kept, folder)
+        if kept is not None:
+            # The marker says sweep may delete the kept folder; the user's copy is theirs.
+            shutil.copytree(kept, folder, ignore=shutil.ignore_patterns(OWNER_MARKER))
             source = "kept"
         else:
-            folder.mkdir()
             _retrain(study, trial, folder, log)
+            (folder / OWNER_MARKER).unlink(missing_ok=True)
             source = "retrained"
         if not _is_model_dir(folder):
             raise StorageError(f"trial {trial.number}: no model was written to {folder}")

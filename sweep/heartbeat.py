@@ -4,8 +4,9 @@ Every running trial gets a heartbeat row that its worker refreshes every `interv
 background thread. Unlike Optuna's heartbeat thread, ours never dies: a database error is logged
 and the next beat tries again, so a database restart does not get live trials declared lost.
 
-Every worker, before claiming a trial and while it waits for one, looks for trials that are
-RUNNING but silent for longer than the grace period (their worker was killed, its machine lost):
+Every worker, before claiming a trial, while it waits for one, and from the heartbeat thread of
+the trial it runs (once per interval), looks for trials that are RUNNING but silent for longer
+than the grace period (their worker was killed, its machine lost):
 it marks them FAIL with the end reason `worker-lost` and queues a retry with the same parameters,
 which resumes from the lost trial's last checkpoint. A trial is retried at most `max_retries`
 times for a lost worker (something in it may be what kills workers); preemption (SIGTERM, see
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,7 +45,12 @@ def grace_period(interval: float) -> float:
 
 
 class Heartbeat:
-    """Context manager: refresh `trial_id`'s heartbeat every `interval` s while inside."""
+    """Context manager: refresh `trial_id`'s heartbeat every `interval` s while inside.
+
+    `on_beat`, if given, runs in the heartbeat thread after each beat (sweep.session looks for
+    lost trials there, so a dead worker is found within the grace period even while every
+    other worker is busy with a long trial); an exception in it is logged, never raised.
+    """
 
     def __init__(
         self,
@@ -52,11 +59,13 @@ class Heartbeat:
         interval: float,
         *,
         beat_now: bool = True,
+        on_beat: Callable[[], object] | None = None,
     ) -> None:
         self.storage = storage
         self.trial_id = trial_id
         self.interval = interval
         self.beat_now = beat_now  # False: the first beat is already written
+        self.on_beat = on_beat
         self.failures = 0  # beats that could not be written (the database was away)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sweep-heartbeat", daemon=True)
@@ -73,9 +82,13 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self._beat()
+            if self._beat() and self.on_beat is not None and not self._stop.is_set():
+                try:
+                    self.on_beat()
+                except Exception as error:  # the next beat goes on regardless
+                    logger.warning("looking for lost trials failed (%s)", type(error).__name__)
 
-    def _beat(self) -> None:
+    def _beat(self) -> bool:
         try:
             self.storage.record_heartbeat(self.trial_id)
         except Exception as error:  # never let the thread die: the next beat tries again
@@ -87,9 +100,13 @@ class Heartbeat:
                     type(error).__name__,
                     self.interval,
                 )
+            return False
+        return True
 
 
-def queue_retry(study: optuna.Study, lost: FrozenTrial, reason: str) -> None:
+def queue_retry(
+    storage: optuna.storages.BaseStorage, study_id: int, lost: FrozenTrial, reason: str
+) -> None:
     """Queue a WAITING trial with `lost`'s parameters that resumes from its checkpoint."""
     attempt = int(lost.user_attrs.get(ATTR_ATTEMPT, 1))
     user_attrs: dict[str, Any] = {
@@ -98,19 +115,18 @@ def queue_retry(study: optuna.Study, lost: FrozenTrial, reason: str) -> None:
         ATTR_CHECKPOINT_OF: lost.user_attrs.get(ATTR_CHECKPOINT_OF, lost.number),
         "retry_reason": reason,
     }
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=TrialState.WAITING,
-            params=lost.params,
-            distributions=lost.distributions,
-            user_attrs=user_attrs,
-        )
+    template = optuna.trial.create_trial(
+        state=TrialState.WAITING,
+        params=lost.params,
+        distributions=lost.distributions,
+        user_attrs=user_attrs,
     )
+    storage.create_new_trial(study_id, template_trial=template)
 
 
 def reap_lost_trials(
-    study: optuna.Study,
     rdb: optuna.storages.RDBStorage,
+    study_id: int,
     *,
     grace: float,
     max_retries: int = DEFAULT_MAX_RETRIES,
@@ -119,14 +135,14 @@ def reap_lost_trials(
 
     Lost: RUNNING with no heartbeat for `grace` seconds, or RUNNING without a worker for
     2 x `grace` (an orphan: a trial row created by a retried write whose first try did commit).
-    Several workers may look at once: only the one whose FAIL lands queues the retry.
+    Several workers may look at once: only the one whose FAIL lands queues the retry. Reads and
+    writes the RDB storage itself (never a worker's cached view), so it may run in any thread.
     """
     rdb.grace_period = grace
-    stale = set(rdb._get_stale_trial_ids(study._study_id))
+    stale = set(rdb._get_stale_trial_ids(study_id))
     now = datetime.now()
     lost_numbers = []
-    # From the database itself: a worker's own storage may answer with a view a second old.
-    for trial in rdb.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in rdb.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
         if trial._trial_id in stale:
             reason = "worker-lost"
         elif (
@@ -154,5 +170,5 @@ def reap_lost_trials(
                 "; queued a retry" if retry else "",
             )
             if retry:
-                queue_retry(study, trial, reason)
+                queue_retry(rdb, study_id, trial, reason)
     return lost_numbers

@@ -16,6 +16,9 @@ How a trial ends:
 - Ctrl-C        -> FAIL (end_reason "interrupted"); KeyboardInterrupt goes on up to the CLI.
 - SIGTERM       -> the fine-tune checkpoints the step it is at; TrialPreempted goes on up to the
                    session, which fails the trial (end_reason "preempted") and queues a retry.
+- a full disk, a database that stayed away (InfrastructureError) -> the checkpoint stays, the
+                   error goes on up to the session, which fails the trial (end_reason
+                   "infrastructure", not counted), queues a retry and stops the worker.
 
 The trial loop around the objective (claiming trials, heartbeats, retries) is sweep.session.
 """
@@ -26,7 +29,6 @@ import contextlib
 import logging
 import math
 import os
-import shutil
 import signal
 import socket
 import threading
@@ -38,7 +40,9 @@ from typing import Any
 
 import optuna
 
-from sweep.errors import SweepError
+from sweep.errors import DiskError, InfrastructureError, SweepError, find_infrastructure_errno
+from sweep.heartbeat import ATTR_CHECKPOINT_OF
+from sweep.paths import remove_owned, trial_dir
 from sweep.space import suggest_params
 from sweep.status import cost_of
 
@@ -70,15 +74,40 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def model_dir(artifacts_dir: Path, study_name: str, number: int) -> Path:
-    """Where the best epoch's model of a trial is kept: ``<artifacts>/<study>/trial-<n>``."""
-    return artifacts_dir / study_name / f"trial-{number}"
+def chain_key(trial: Any) -> int:
+    """The number of the first trial of `trial`'s retry chain (its own number if it is no retry).
+
+    A retry resumes the checkpoint of the trial it repeats and keeps its best model in the same
+    folder: a best epoch reached before the interruption is not lost with the failed original.
+    """
+    return int(trial.user_attrs.get(ATTR_CHECKPOINT_OF, trial.number))
+
+
+def model_dir(artifacts_dir: Path, study_name: str, key: int) -> Path:
+    """Where the best model of a retry chain `key` (see `chain_key`) is kept."""
+    return trial_dir(artifacts_dir, study_name, key)
+
+
+def checkpoint_dir_of(root: Path, study_name: str, key: int) -> Path:
+    """Where the trials of retry chain `key` keep their checkpoint."""
+    return trial_dir(root, study_name, key)
 
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     line = text.splitlines()[0] if text else ""
     return f"{type(error).__name__}: {line}" if line else type(error).__name__
+
+
+def _as_infrastructure(error: BaseException) -> InfrastructureError | None:
+    """`error` as an InfrastructureError when the machine caused it (a full disk, a database
+    that stayed away), else None."""
+    if isinstance(error, InfrastructureError):
+        return error
+    found = find_infrastructure_errno(error)
+    if found is None:
+        return None
+    return DiskError(_first_line(found))
 
 
 class InterruptGate:
@@ -199,18 +228,12 @@ class Objective:
         study_name = trial.study.study_name
         # A trial that the heartbeat check re-queued after its worker died carries the user
         # attrs of the original trial, so it finds and resumes the original's checkpoint.
-        original = trial.user_attrs.get("checkpoint_of", trial.number)
-        if "checkpoint_of" not in trial.user_attrs:
-            trial.set_user_attr("checkpoint_of", trial.number)
-        root = self.checkpoint_root or self.artifacts_dir / study_name / "checkpoints"
-        checkpoint_dir = (
-            root / study_name / f"trial-{original}"
-            if self.checkpoint_root
-            else root / f"trial-{original}"
-        )
-        best_dir = (
-            model_dir(self.artifacts_dir, study_name, trial.number) if self.keep_best > 0 else None
-        )
+        key = chain_key(trial)
+        if ATTR_CHECKPOINT_OF not in trial.user_attrs:
+            trial.set_user_attr(ATTR_CHECKPOINT_OF, key)
+        root = self.checkpoint_root or self.artifacts_dir / "checkpoints"
+        checkpoint_dir = checkpoint_dir_of(root, study_name, key)
+        best_dir = model_dir(self.artifacts_dir, study_name, key) if self.keep_best > 0 else None
         epochs_seen: list[Any] = []
 
         def report(metrics: Any) -> bool:
@@ -246,30 +269,12 @@ class Objective:
                     select_by=self.metric,
                     should_stop=self.preempt.is_set,
                 )
-        except KeyboardInterrupt:
+        except BaseException as error:
             self.train_seconds += time.perf_counter() - started
-            self._record_epochs(trial, epochs_seen)
-            trial.set_user_attr("end_reason", "interrupted")
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
-            raise
-        except SweepError as e:
-            self.train_seconds += time.perf_counter() - started
-            trial.set_user_attr("end_reason", "error")
-            trial.set_user_attr("error", str(e))
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
-            raise
-        except optuna.exceptions.UpdateFinishedTrialError:
-            # Declared lost by another worker while running here: not a failure of the trial.
-            self.train_seconds += time.perf_counter() - started
-            raise
-        except Exception as e:
-            self.train_seconds += time.perf_counter() - started
-            logger.exception("trial %d failed", trial.number)
-            self._record_epochs(trial, epochs_seen)
-            trial.set_user_attr("end_reason", "error")
-            trial.set_user_attr("error", _first_line(e))
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
-            raise TrialFailed(_first_line(e)) from e
+            outcome = self._failed(trial, error, epochs_seen, checkpoint_dir)
+            if outcome is error:
+                raise
+            raise outcome from error
         self.train_seconds += result.train_seconds
         attrs = self._record_result(trial, result)
 
@@ -293,10 +298,44 @@ class Objective:
             raise TrialPreempted(f"preempted after {len(result.epochs)} epoch(s)")
         if result.end_reason == "interrupted":
             # The trial is recorded as failed and never resumed: its checkpoint is of no use.
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            remove_owned(checkpoint_dir)
             raise KeyboardInterrupt
         # nan-loss, or a reason a later version of the training loop adds.
         raise TrialFailed(f"{result.end_reason} after {len(result.epochs)} epoch(s)")
+
+    def _failed(
+        self, trial: optuna.Trial, error: BaseException, epochs: list[Any], checkpoint_dir: Path
+    ) -> BaseException:
+        """Record why the fine-tune raised `error`; returns what to raise in its place.
+
+        The checkpoint goes with a trial that will never be resumed (Ctrl-C, an error in it)
+        and stays where a retry will resume from it (the machine failed, not the trial).
+        """
+        if isinstance(error, optuna.exceptions.UpdateFinishedTrialError):
+            return error  # declared lost by another worker while it ran here: its retry goes on
+        infrastructure = _as_infrastructure(error)
+        if infrastructure is not None:
+            # The database may be what failed: what can be recorded now is recorded, the rest
+            # is the session's (or, if the database stays away, the lost-trial check's).
+            with contextlib.suppress(InfrastructureError):
+                self._record_epochs(trial, epochs)
+            return infrastructure
+        if isinstance(error, KeyboardInterrupt):
+            self._record_epochs(trial, epochs)
+            trial.set_user_attr("end_reason", "interrupted")
+        elif isinstance(error, SweepError):
+            trial.set_user_attr("end_reason", "error")
+            trial.set_user_attr("error", str(error))
+        elif isinstance(error, Exception):
+            logger.exception("trial %d failed", trial.number)
+            self._record_epochs(trial, epochs)
+            trial.set_user_attr("end_reason", "error")
+            trial.set_user_attr("error", _first_line(error))
+            error = TrialFailed(_first_line(error))
+        else:
+            return error  # SystemExit and the like: not the trial's doing
+        remove_owned(checkpoint_dir)
+        return error
 
     def _record_epochs(self, trial: optuna.Trial, epochs: list[Any]) -> None:
         if epochs:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import signal
 import threading
 import time
@@ -33,8 +32,9 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep._budget import Claim, budget_lock, claim_trial
 from sweep._resilient_storage import ResilientStorage
 from sweep._worker_storage import FINISHED, WorkerStorage
-from sweep.errors import SweepError
+from sweep.errors import DatabaseUnreachable, InfrastructureError, SweepError, first_line
 from sweep.heartbeat import (
+    ATTR_RETRIED,
     ATTR_RETRY_OF,
     DEFAULT_INTERVAL_S,
     DEFAULT_MAX_RETRIES,
@@ -43,8 +43,15 @@ from sweep.heartbeat import (
     queue_retry,
     reap_lost_trials,
 )
-from sweep.objective import Objective, TrialFailed, TrialPreempted, worker_id
-from sweep.status import SESSION_PREFIX, counts_towards_budget, metric_of, trial_cost
+from sweep.objective import Objective, TrialFailed, TrialPreempted, chain_key, worker_id
+from sweep.paths import remove_owned, study_dir
+from sweep.status import (
+    END_INFRASTRUCTURE,
+    SESSION_PREFIX,
+    counts_towards_budget,
+    metric_of,
+    trial_cost,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +67,13 @@ def prune_kept_models(
 ) -> list[int]:
     """Keep only the models of the best `keep` COMPLETE trials; delete the other finished ones.
 
-    Folders of trials still running (here or in another worker) are left alone. `trials`: the
-    study's trials if the caller has them already. Returns the numbers of the removed folders.
+    A kept model belongs to a retry chain (sweep.objective.chain_key): its folder goes only when
+    every trial of the chain has finished and none of them is among the best, so a trial that is
+    running or queued for a retry (here or in another worker) keeps its folder. Only folders that
+    sweep made are deleted. `trials`: the study's trials if the caller has them already. Returns
+    the chain keys of the removed folders.
     """
-    root = artifacts_dir / study.study_name
+    root = study_dir(artifacts_dir, study.study_name)
     if not root.is_dir():
         return []
     if trials is None:
@@ -72,19 +82,33 @@ def prune_kept_models(
     # first: the first is the trial `sweep best` picks, whose model is the one to keep.
     sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
     ranked = sorted(
-        (sign * value, _cost(t), t.number) for t in trials if (value := metric_of(t)) is not None
+        (sign * value, _cost(t), t.number, chain_key(t))
+        for t in trials
+        if (value := metric_of(t)) is not None
     )
-    keep_numbers = {number for _, _, number in ranked[: max(keep, 0)]}
-    finished = {t.number for t in trials if t.state.is_finished()}
+    kept_chains = {key for _, _, _, key in ranked[: max(keep, 0)]}
+    known_chains = {chain_key(t) for t in trials}
+    # A chain goes on while one of its trials is unfinished, or while its latest trial ended
+    # with a retry queued (callers may pass finished trials only: the retry is not among them).
+    latest: dict[int, FrozenTrial] = {}
+    for t in trials:
+        key = chain_key(t)
+        if key not in latest or t.number > latest[key].number:
+            latest[key] = t
+    unfinished_chains = {
+        key
+        for key, t in latest.items()
+        if not t.state.is_finished() or t.user_attrs.get(ATTR_RETRIED)
+    } | {chain_key(t) for t in trials if not t.state.is_finished()}
     removed = []
     for folder in root.glob("trial-*"):
         try:
-            number = int(folder.name.removeprefix("trial-"))
+            key = int(folder.name.removeprefix("trial-"))
         except ValueError:
             continue
-        if number in finished and number not in keep_numbers:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(number)
+        unused = key in known_chains and key not in kept_chains | unfinished_chains
+        if unused and remove_owned(folder):
+            removed.append(key)
     return sorted(removed)
 
 
@@ -123,9 +147,15 @@ class Session:
         self.interrupted = False
         self.preempted = False
         self.finished_here: list[FrozenTrial] = []
+        # Set when the worker stops (SIGTERM) while the database is away: its trial stays
+        # RUNNING there, for another worker to find lost and resume from its checkpoint.
+        self.abandoned = False
         self.wall_seconds = 0.0
+        # Spent waiting while other workers ran the rest of the budget: not the sweep's overhead.
+        self.wait_seconds = 0.0
         self._started = 0.0
         self._last_reap = -math.inf
+        self._reap_lock = threading.Lock()
         self._last_save = -math.inf
         self.stopping = objective.preempt  # set by SIGTERM: also shortens database retries
 
@@ -184,34 +214,56 @@ class Session:
                 if claim.trial_id is None:
                     # The rest of the budget is being run by others; one of those trials may
                     # still end without counting (lost, preempted), so look again later.
+                    waited = time.perf_counter()
                     self.stopping.wait(POLL_INTERVAL_S)
+                    self.wait_seconds += time.perf_counter() - waited
                     continue
                 self._run_trial(claim.trial_id)
         except KeyboardInterrupt:
             self.interrupted = True
             self._fail_running()
+        except DatabaseUnreachable:
+            if not self.stopping.is_set():
+                raise
+            # Told to stop while the database is away: go now. The running trial's checkpoint
+            # is on disk; its heartbeats stop, and another worker resumes it from there.
+            self.abandoned = True
+            trial = self.objective.current_trial
+            logger.warning(
+                "stopping with the database unreachable: %s stays RUNNING there until another "
+                "worker finds it lost and resumes it from its checkpoint",
+                f"trial {trial.number}" if trial is not None else "no trial",
+            )
         finally:
             gate.uninstall()
             _restore_sigterm(previous_term)
             self.interrupted = self.interrupted or gate.pending
             self.preempted = self.preempted or self.stopping.is_set()
-            self._save()
+            if not self.abandoned:
+                self._save()
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self._started
 
-    def _claim(self) -> Claim:
-        if time.monotonic() - self._last_reap >= self.heartbeat_interval:
+    def _reap(self) -> None:
+        """Fail the study's trials whose worker is gone and queue their retries (sweep.heartbeat).
+
+        Called before claims and, while a trial runs, from its heartbeat thread: at most once
+        per heartbeat interval either way, so a dead worker is found within the grace period.
+        """
+        with self._reap_lock:
+            if time.monotonic() - self._last_reap < self.heartbeat_interval:
+                return
             self._last_reap = time.monotonic()
-            rdb = self._rdb
-            self.storage.call(
-                lambda: reap_lost_trials(
-                    self.study,
-                    rdb,
-                    grace=grace_period(self.heartbeat_interval),
-                    max_retries=self.max_retries,
-                )
-            )
+        reap_lost_trials(
+            self._rdb,
+            self.study._study_id,
+            grace=grace_period(self.heartbeat_interval),
+            max_retries=self.max_retries,
+        )
+
+    def _claim(self) -> Claim:
+        self.storage.call(self._reap)
         token = uuid.uuid4().hex
         tries = 0
 
@@ -246,9 +298,10 @@ class Session:
         state = TrialState.FAIL
         preempted = False
         # (The claim wrote the first beat.)
-        heartbeat = Heartbeat(self._rdb, trial_id, self.heartbeat_interval, beat_now=False)
-        heartbeat.__enter__()
-        try:
+        heartbeat = Heartbeat(
+            self._rdb, trial_id, self.heartbeat_interval, beat_now=False, on_beat=self._reap
+        )
+        with heartbeat:
             try:
                 value = self.objective(trial)
                 state = TrialState.COMPLETE
@@ -267,21 +320,56 @@ class Session:
                     trial.number,
                 )
                 return
+            except InfrastructureError as error:
+                # A full disk or a database that stayed away: not the configuration's fault.
+                # The trial is queued again (from its checkpoint) and this worker stops.
+                self._requeue(trial, error)
+                raise
             except BaseException:
                 # Ctrl-C, a SweepError (bad data: every trial would fail the same way) or our
                 # bug: record the trial as failed, then let the error stop the run.
                 self._tell(trial, TrialState.FAIL, None)
                 raise
             frozen = self._tell(trial, state, value)
-        finally:
-            heartbeat.__exit__(None, None, None)
         if frozen is None:
             return
         if preempted:
             self.preempted = True
-            self.storage.call(queue_retry, self.study, frozen, "preempted")
+            self.storage.call(
+                queue_retry, self._worker_storage, self.study._study_id, frozen, "preempted"
+            )
             logger.warning("trial %d preempted; queued a retry", frozen.number)
         self._after_trial(frozen)
+
+    def _requeue(self, trial: optuna.Trial, error: InfrastructureError) -> None:
+        """Record `trial` as failed by the infrastructure (not counted) and queue its retry.
+
+        If the database itself is what failed, nothing can be written: the trial stays RUNNING
+        and another worker's lost-trial check queues the retry once its heartbeats stop.
+        """
+        if isinstance(error, DatabaseUnreachable):
+            logger.warning(
+                "trial %d stays RUNNING in the unreachable database: another worker will find "
+                "it lost and resume it from its checkpoint",
+                trial.number,
+            )
+            return
+        try:
+            trial.set_user_attr("end_reason", END_INFRASTRUCTURE)
+            trial.set_user_attr("error", first_line(error))
+            trial.set_user_attr("retried", True)
+            frozen = self.study.tell(trial, state=TrialState.FAIL)
+            self.storage.call(
+                queue_retry, self._worker_storage, self.study._study_id, frozen, END_INFRASTRUCTURE
+            )
+        except DatabaseUnreachable:
+            logger.warning(
+                "trial %d could not be recorded (the database is unreachable); another worker "
+                "will find it lost and resume it from its checkpoint",
+                trial.number,
+            )
+        else:
+            logger.warning("trial %d queued again: %s", frozen.number, first_line(error))
 
     def _tell(
         self, trial: optuna.Trial, state: TrialState, value: float | Sequence[float] | None
@@ -377,6 +465,7 @@ class Session:
             "worker": worker_id(),
             "wall_seconds": round(self.wall_seconds, 4),
             "train_seconds": round(self.objective.train_seconds, 4),
+            "wait_seconds": round(self.wait_seconds, 4),
             "trials": self.objective.trials_run,
             "interrupted": self.interrupted,
             "preempted": self.preempted,

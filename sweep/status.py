@@ -27,14 +27,18 @@ ATTR_DATA_HASH = "data_content_hash"  # TextData.content_hash of the data the tr
 ATTR_DATA_SOURCE = "data_source"
 ATTR_SWEEP_VERSION = "sweep_version"
 ATTR_LABEL_NAMES = "label_names"  # the data's label names, by id
+ATTR_DATA_DROPPED = "data_dropped_empty"  # rows dropped because their text was empty
 SESSION_PREFIX = "session:"  # one per `sweep run` process: {"started", "wall_seconds", ...}
 
 # End reasons of trials that did not end because of their own parameters: they do not count
 # towards --trials (their slot is run again), see `counts_towards_budget`.
 NOT_COUNTED_REASONS = frozenset({"interrupted", "orphan"})
+# A trial stopped by the machine, not by its parameters (a full disk, a database that stayed
+# away): always queued again, never counted.
+END_INFRASTRUCTURE = "infrastructure"
 # Trials whose worker was lost or preempted: not counted when a retry was queued (the retry
 # counts); counted when retries ran out (something in the trial may be what kills its workers).
-RETRIED_REASONS = frozenset({"worker-lost", "preempted"})
+RETRIED_REASONS = frozenset({"worker-lost", "preempted", END_INFRASTRUCTURE})
 
 
 def counts_towards_budget(trial: FrozenTrial) -> bool:
@@ -80,9 +84,10 @@ def end_reason(trial: FrozenTrial) -> str:
         if reason is None:
             # Failed by an older heartbeat check (its worker died) or by something outside sweep.
             return "worker-lost"
-        if reason in RETRIED_REASONS:
-            return f"{reason}, queued again" if attrs.get("retried") else str(reason)
         error = attrs.get("error")
+        if reason in RETRIED_REASONS:
+            text = f"{reason}: {error}" if error else str(reason)
+            return f"{text}, queued again" if attrs.get("retried") else text
         return f"{reason}: {error}" if error else str(reason)
     return str(reason or "complete")
 
@@ -126,19 +131,23 @@ def overhead(study_user_attrs: Mapping[str, Any]) -> dict[str, Any]:
 
     Each session (one `sweep run` process) stores its wall time (from the study being ready to
     the last trial being told, so process start-up and data preparation are excluded), the sum
-    of its trials' time inside `run_trial` and its trial count. Overhead is what the sweep
-    machinery (sampling, pruning, storage writes, progress display) adds on top.
+    of its trials' time inside `run_trial`, the time it waited for other workers' trials to
+    end the budget, and its trial count. Overhead is what the sweep machinery (sampling,
+    pruning, storage writes, progress display) adds on top.
     """
     sessions = [v for k, v in study_user_attrs.items() if k.startswith(SESSION_PREFIX)]
     wall = sum(float(s.get("wall_seconds", 0.0)) for s in sessions)
     train = sum(float(s.get("train_seconds", 0.0)) for s in sessions)
+    # Waiting while other workers ran the last trials of the budget is not sweep's overhead.
+    wait = sum(float(s.get("wait_seconds", 0.0)) for s in sessions)
     trials = sum(int(s.get("trials", 0)) for s in sessions)
-    total = max(wall - train, 0.0)
+    total = max(wall - train - wait, 0.0)
     return {
         "sessions": len(sessions),
         "trials": trials,
         "wall_seconds": wall,
         "train_seconds": train,
+        "wait_seconds": wait,
         "overhead_seconds": total,
         "per_trial_seconds": total / trials if trials else None,
         "percent_of_wall": 100.0 * total / wall if wall > 0 else None,
@@ -259,6 +268,7 @@ def study_status(study: optuna.Study) -> dict[str, Any]:
         "pareto_front": front,
         "counts": {state.name: counts.get(state.name, 0) for state in TrialState},
         "counted_towards_trials": sum(1 for t in trials if counts_towards_budget(t)),
+        "data_dropped_empty": attrs.get(ATTR_DATA_DROPPED),
         "overhead": overhead(attrs),
     }
 
@@ -345,13 +355,16 @@ def render_status(status: Mapping[str, Any], console: Any) -> None:
     on the Pareto front, and a line listing them.
     """
     from rich.table import Table
+    from rich.text import Text
 
     metric = status.get("metric") or "value"
     objectives = status.get("objectives") or [metric]
     directions = status.get("directions") or [status["direction"]]
     multi = status.get("pareto_front") is not None
     what = "; ".join(f"{n}, {d}" for n, d in zip(objectives, directions, strict=False))
-    table = Table(title=f"study {status['study']} ({what if multi else f'{metric}, {what}'})")
+    # Every value from the database is Text, never markup: a study name or an error message
+    # holding "[/x]" or "[bold]" is shown as it is.
+    table = Table(title=Text(f"study {status['study']} ({what})"))
     headers = [("#", "right"), ("state", "left"), ("parameters", "left"), (metric, "right")]
     if multi:
         headers += [(name, "right") for name in objectives[1:]] + [("pareto", "center")]
@@ -381,14 +394,22 @@ def render_status(status: Mapping[str, Any], console: Any) -> None:
             ]
             cells.append("*" if row.get("pareto") else "")
         cells += [fmt_epochs(row), fmt_number(row["seconds"]), fmt_worker(row), end]
-        table.add_row(*cells, style=style)
+        table.add_row(*(Text(cell) for cell in cells), style=style)
     console.print(table)
-    console.print(best_line(status["best"], metric))
+    console.print(best_line(status["best"], metric), markup=False)
     if multi:
-        console.print(pareto_line(status["pareto_front"]))
+        console.print(pareto_line(status["pareto_front"]), markup=False)
     counts = ", ".join(f"{n} {state.lower()}" for state, n in status["counts"].items() if n)
-    console.print(f"trials: {counts or 'none'}")
-    console.print(overhead_line(status["overhead"]))
+    console.print(f"trials: {counts or 'none'}", markup=False)
+    if status.get("data_dropped_empty"):
+        console.print(f"data: {dropped_text(status['data_dropped_empty'])}", markup=False)
+    console.print(overhead_line(status["overhead"]), markup=False)
+
+
+def dropped_text(count: int) -> str:
+    """`12 rows with empty text were dropped (not trained or validated on)`."""
+    rows = "1 row" if count == 1 else f"{count} rows"
+    return f"{rows} with empty text {'was' if count == 1 else 'were'} dropped (not used)"
 
 
 def pareto_line(front: Sequence[int]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +24,7 @@ import optuna
 import sqlalchemy
 from sqlalchemy.engine import URL, make_url
 
-from sweep.errors import ConfigError, StorageError
+from sweep.errors import ConfigError, DatabaseUnreachable, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +68,38 @@ def resolve_storage_url(option: str | None, study_file_value: str | None = None)
     return DEFAULT_STORAGE
 
 
-def redact(url: str) -> str:
-    """The URL with its password hidden, for messages (falls back to the raw text if unparsable)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
+# The credentials a database URL (or a message quoting one) may carry: the password of its
+# user-info part, password-like query parameters, and `password=...` of a keyword DSN.
+_URL_TOKEN = re.compile(r"""(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>[^\s'"]*)""")
+_SECRET_PARAM = re.compile(
+    r"(?P<key>(?:^|[?&;\s])(?:password|passwd|pwd|sslpassword|sslkey_password)\s*=\s*)"
+    r"(?P<value>[^&;\s'\"]*)",
+    re.IGNORECASE,
+)
+REDACTED = "***"
+
+
+def redact(text: str) -> str:
+    """`text` (a URL, or any message quoting one) with every password in it replaced by ***.
+
+    Works on the raw text, not on a parsed URL, so it also hides the password of a malformed URL
+    and of one whose password holds an unescaped '@' (everything up to the last '@' of the
+    user-info part is credentials). Every message, log line and stored attribute that may name
+    a storage URL goes through here.
+    """
+    text = _URL_TOKEN.sub(_redact_url, str(text))
+    return _SECRET_PARAM.sub(lambda m: m.group("key") + REDACTED, text)
+
+
+def _redact_url(match: re.Match[str]) -> str:
+    rest = match.group("rest")
+    at = rest.rfind("@")
+    if at > 0:
+        userinfo = rest[:at]
+        user, colon, _password = userinfo.partition(":")
+        if colon:
+            rest = f"{user}:{REDACTED}{rest[at:]}"
+    return match.group("scheme") + rest
 
 
 def parse_storage_url(url: str) -> URL:
@@ -81,8 +108,10 @@ def parse_storage_url(url: str) -> URL:
         parsed = make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError) as e:
         raise StorageError(
-            f"malformed storage URL {url!r}: {e} "
-            "(expected e.g. sqlite:///sweep.db or postgresql+psycopg://user:pass@host/db)"
+            redact(
+                f"malformed storage URL {url!r}: {e} "
+                "(expected e.g. sqlite:///sweep.db or postgresql+psycopg://user:pass@host/db)"
+            )
         ) from None
     backend = parsed.get_backend_name()
     if backend not in _SUPPORTED:
@@ -90,17 +119,54 @@ def parse_storage_url(url: str) -> URL:
             f"unsupported storage URL {redact(url)!r}: database kind {backend!r} "
             f"(use sqlite:///FILE or postgresql+psycopg://user:pass@host/db)"
         )
-    try:
-        parsed.get_dialect()
-    except Exception as e:  # NoSuchModuleError, or the driver's ImportError
+    if "@" in (parsed.host or ""):
+        # The URL parser took the first '@' as the end of the password: the rest of the
+        # password is now the "host", and would be shown in every connection error.
         raise StorageError(
-            f"storage URL {redact(url)!r}: cannot load driver {parsed.drivername!r} ({e})"
-        ) from None
+            f"storage URL {redact(url)!r}: the user name or password holds an '@'; write it "
+            "as %40 (e.g. postgresql+psycopg://user:p%40ss@host/db)"
+        )
+    _check_driver(url, parsed)
     if backend == "sqlite" and parsed.database == "":
-        raise StorageError(f"storage URL {url!r} names no SQLite file (e.g. sqlite:///sweep.db)")
+        raise StorageError(
+            f"storage URL {redact(url)!r} names no SQLite file (e.g. sqlite:///sweep.db)"
+        )
     if backend != "sqlite" and not parsed.host and not parsed.query.get("host"):
         raise StorageError(f"storage URL {redact(url)!r} names no host")
     return parsed
+
+
+# The package that provides each driver a URL may name, for the message when it is missing.
+_DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "asyncpg": "asyncpg",
+    "pg8000": "pg8000",
+    "pymysql": "pymysql",
+    "mysqldb": "mysqlclient",
+    "mysqlconnector": "mysql-connector-python",
+}
+
+
+def _check_driver(url: str, parsed: URL) -> None:
+    """StorageError naming the package to install when the URL's driver is not there.
+
+    Loading the dialect is not enough: SQLAlchemy imports the driver itself only when the first
+    engine is made, which would surface as an ImportError traceback.
+    """
+    try:
+        dialect = parsed.get_dialect()
+        dialect.import_dbapi()
+    except Exception as e:  # NoSuchModuleError for an unknown driver, ImportError for a missing one
+        driver = parsed.get_driver_name()
+        package = _DRIVER_PACKAGES.get(driver)
+        hint = f"pip install {package}" if package else "install its package"
+        if parsed.get_backend_name() == "postgresql" and driver != "psycopg":
+            hint += ", or use postgresql+psycopg://, which sweep installs"
+        raise StorageError(
+            f"storage URL {redact(url)!r}: the database driver {driver!r} is not available "
+            f"({type(e).__name__}); {hint}"
+        ) from None
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -163,15 +229,20 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def check_storage(url: str) -> None:
+def check_storage(url: str, *, wait: float = 0.0) -> None:
     """Fail fast, writing nothing: the URL parses, the server answers, the SQLite file (if it
     exists) is a database. `sweep run` calls this before the slow data preparation.
+
+    A server that cannot be reached is tried again for up to `wait` seconds (a worker started
+    while the database restarts rides it out, as every later storage call does); then
+    DatabaseUnreachable. A server that answers and refuses (wrong password, no such database)
+    is a StorageError at once.
     """
     parsed = parse_storage_url(url)
     path = sqlite_path(url)
     if path is not None:
         if not path.parent.is_dir():
-            raise StorageError(f"storage {url}: directory {path.parent} does not exist")
+            raise StorageError(f"storage {redact(url)}: directory {path.parent} does not exist")
         if path.exists():
             try:
                 # Read-only: must not switch journal modes or create anything.
@@ -180,21 +251,36 @@ def check_storage(url: str) -> None:
                 ) as conn:
                     conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             except sqlite3.Error as e:
-                raise StorageError(f"cannot open storage {url} ({path}): {e}") from None
+                raise StorageError(f"cannot open storage {redact(url)} ({path}): {e}") from None
         return
     if parsed.get_backend_name() == "sqlite":
         return  # in-memory
-    engine = sqlalchemy.create_engine(parsed, **_engine_kwargs(parsed))
+    from sweep._resilient_storage import Retrying
+
+    def connect() -> None:
+        engine = sqlalchemy.create_engine(parsed, **_engine_kwargs(parsed))
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+
     try:
-        with engine.connect():
-            pass
+        Retrying(give_up_after=wait).call(connect)
+    except DatabaseUnreachable as e:
+        cause = e.__cause__ or e
+        raise DatabaseUnreachable(
+            f"cannot open storage {redact(url)} ({_where(parsed, path)}): "
+            f"{redact(_first_line(cause))}" + (f" (tried for {wait:.0f} s)" if wait else "")
+        ) from None
     except sqlalchemy.exc.DBAPIError as e:
         raise StorageError(
-            f"cannot open storage {redact(url)} ({parsed.host}:{parsed.port or 'default port'}): "
-            f"{_first_line(e)}"
+            f"cannot open storage {redact(url)} ({_where(parsed, path)}): {redact(_first_line(e))}"
         ) from None
-    finally:
-        engine.dispose()
+
+
+def _where(parsed: URL, path: Path | None) -> str:
+    return f"{parsed.host}:{parsed.port or 'default port'}" if parsed.host else str(path)
 
 
 def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBStorage:
@@ -209,20 +295,22 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBSt
     path = sqlite_path(url)
     if path is not None:
         if not path.exists() and must_exist:
-            raise StorageError(f"no study database at {path} (storage {url})")
+            raise StorageError(f"no study database at {path} (storage {redact(url)})")
         if not path.parent.is_dir():
-            raise StorageError(f"storage {url}: directory {path.parent} does not exist")
+            raise StorageError(f"storage {redact(url)}: directory {path.parent} does not exist")
         if not path.exists():
             _create_sqlite(path, parsed)
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(parsed))
     except sqlalchemy.exc.DBAPIError as e:
-        where = f"{parsed.host}:{parsed.port or 'default port'}" if parsed.host else str(path)
-        raise StorageError(
-            f"cannot open storage {redact(url)} ({where}): {_first_line(e)}"
+        from sweep._resilient_storage import is_transient
+
+        error = DatabaseUnreachable if is_transient(e) else StorageError
+        raise error(
+            f"cannot open storage {redact(url)} ({_where(parsed, path)}): {redact(_first_line(e))}"
         ) from None
     except RuntimeError as e:  # optuna's schema-version mismatch
-        raise StorageError(f"storage {redact(url)}: {_first_line(e)}") from None
+        raise StorageError(f"storage {redact(url)}: {redact(_first_line(e))}") from None
     return storage
 
 

@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 # A study whose trial takes about a second on one CPU core: 300 synthetic rows, 32 tokens,
 # a one-layer GPT-2 with 32-wide embeddings, 1 or 2 epochs.
@@ -67,3 +68,21 @@ def _digest(path: Path) -> str | None:
 def digest():
     """sha256 of a file's bytes, None if it does not exist (for "storage unchanged" checks)."""
     return _digest
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    """Run `sweep ARGS` in-process; stdout and stderr stay apart."""
+    from sweep.cli import app
+
+    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+def error_line(result, *, after_warnings: bool = False) -> str:
+    """The one line a user error prints on stderr (`after_warnings`: the one `error:` line
+    after warnings logged while the command tried, such as a database being retried)."""
+    lines = result.stderr.strip().splitlines()
+    if after_warnings:
+        lines = [line for line in lines if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]

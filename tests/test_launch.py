@@ -425,6 +425,14 @@ def test_compose_file(tmp_path: Path) -> None:
     assert dashboard["ports"] == ["127.0.0.1:8080:8080/tcp"]  # published on localhost only
     assert dashboard["command"][:2] == ["sweep", "dashboard"]
     assert dashboard["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # The command's own options are accepted: listening on 0.0.0.0 inside the container needs
+    # --allow-remote (the published port is the host's localhost only), and it stays read-only.
+    from sweep.dashboard import listen_address
+
+    options = dashboard["command"][2:]
+    host = options[options.index("--host") + 1]
+    assert not listen_address(host, allow_remote="--allow-remote" in options).loopback
+    assert "--allow-writes" not in options
 
 
 def test_compose_needs_the_env_file(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from sweep.config import SAMPLERS, StudyConfig, load_study
 from sweep.errors import ConfigError
 from sweep.objective import Objective, TrialFailed, study_directions
 from sweep.pareto import pareto_flags
+from sweep.paths import study_dir
 from sweep.report import collect, render_page
 from sweep.space import make_pruner, make_sampler
 from sweep.status import best_trial
@@ -380,7 +381,9 @@ def test_best_with_and_without_a_budget(db: Path) -> None:
 def test_the_kept_model_is_the_best_and_exports(db: Path) -> None:
     study = _study(db)
     best = best_trial(study)
-    kept = sorted(p.name for p in (db.parent / "sweep-artifacts" / "tiny-mo").glob("trial-*"))
+    kept = sorted(
+        p.name for p in study_dir(db.parent / "sweep-artifacts", "tiny-mo").glob("trial-*")
+    )
     assert kept == [f"trial-{best.number}"]  # keep_best: 1
     result = invoke("best", "tiny-mo", "--export", "exported")
     assert result.exit_code == 0, result.output

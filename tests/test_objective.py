@@ -15,7 +15,8 @@ from optuna.trial import TrialState
 import sweep.objective as objective_mod
 from sweep.config import load_study
 from sweep.errors import DataError
-from sweep.objective import Objective, TrialFailed
+from sweep.objective import Objective, TrialFailed, chain_key, model_dir
+from sweep.paths import mark_owned, study_dir
 from sweep.session import Session, prune_kept_models
 from sweep.status import counts_towards_budget
 
@@ -76,9 +77,9 @@ def test_complete_trial_records_what_it_cost(
     assert objective.trials_run == 1
     assert objective.train_seconds == pytest.approx(attrs["train_seconds"], abs=1e-3)
     # keep_best (default 1): the best epoch's model is in the trial's folder
-    assert (tmp_path / "artifacts" / "tiny" / "trial-0" / "config.json").is_file()
+    assert (model_dir(tmp_path / "artifacts", "tiny", 0) / "config.json").is_file()
     # the checkpoint is gone after a finished trial
-    assert not list((tmp_path / "artifacts" / "tiny" / "checkpoints").glob("trial-0/*"))
+    assert not list((tmp_path / "artifacts" / "checkpoints").glob("*/trial-0/*"))
 
 
 @pytest.mark.slow
@@ -261,9 +262,10 @@ def test_prune_kept_models(tmp_path: Path) -> None:
             )
         )
     running = study.ask()  # a trial still running elsewhere keeps its folder
-    root = tmp_path / "k"
     for n in range(5):
-        (root / f"trial-{n}").mkdir(parents=True)
+        mark_owned(model_dir(tmp_path, "k", n))
+    root = model_dir(tmp_path, "k", 0).parent
+    assert root == study_dir(tmp_path, "k")
     assert prune_kept_models(study, tmp_path, keep=2) == [0, 3]
     assert sorted(p.name for p in root.iterdir()) == [
         "trial-1",
@@ -271,6 +273,52 @@ def test_prune_kept_models(tmp_path: Path) -> None:
         f"trial-{running.number}",
     ]
     assert prune_kept_models(study, tmp_path, keep=0) == [1, 2]
+
+
+def test_pruning_deletes_only_folders_sweep_made(tmp_path: Path) -> None:
+    study = optuna.create_study(study_name="k", direction="minimize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for value in (0.1, 0.9):
+        study.add_trial(
+            optuna.trial.create_trial(params={"x": 0.5}, distributions=dist, value=value)
+        )
+    mark_owned(model_dir(tmp_path, "k", 0))
+    foreign = model_dir(tmp_path, "k", 1)  # a folder someone else put where trial 1's would go
+    foreign.mkdir(parents=True)
+    (foreign / "keep-me.txt").write_text("not sweep's")
+    assert prune_kept_models(study, tmp_path, keep=1) == []
+    assert (foreign / "keep-me.txt").read_text() == "not sweep's"
+
+
+def test_a_kept_model_follows_its_retry_chain(tmp_path: Path) -> None:
+    """The retry of a preempted trial keeps its model in the original's folder, which stays
+    while the retry is queued or running and goes with the chain once neither is best."""
+    study = optuna.create_study(study_name="k", direction="minimize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+
+    def add(state: str, value: float | None = None, **attrs: object) -> None:
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": 0.5},
+                distributions=dist,
+                value=value,
+                state=TrialState[state],
+                user_attrs=attrs,
+            )
+        )
+
+    add("FAIL", end_reason="preempted", retried=True, checkpoint_of=0)  # trial 0
+    add("COMPLETE", 0.5, checkpoint_of=1)  # trial 1
+    add("WAITING", retry_of=0, checkpoint_of=0)  # trial 2: 0's retry, queued
+    mark_owned(model_dir(tmp_path, "k", 0))
+    mark_owned(model_dir(tmp_path, "k", 1))
+    assert prune_kept_models(study, tmp_path, keep=1) == []  # chain 0 is still queued
+    frozen = study.get_trials(deepcopy=False)
+    assert [chain_key(t) for t in frozen] == [0, 1, 0]
+    add("COMPLETE", 0.2, retry_of=0, checkpoint_of=0)  # the retry ran (as trial 3), best
+    study._storage.set_trial_state_values(frozen[2]._trial_id, TrialState.FAIL)
+    assert prune_kept_models(study, tmp_path, keep=1) == [1]
+    assert model_dir(tmp_path, "k", 0).is_dir()
 
 
 def test_budget_counting() -> None:

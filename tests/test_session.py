@@ -14,7 +14,7 @@ import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from sweep._resilient_storage import ResilientStorage, is_transient
-from sweep.errors import StorageError
+from sweep.errors import DatabaseUnreachable
 from sweep.heartbeat import reap_lost_trials
 from sweep.objective import InterruptGate
 from sweep.session import Session
@@ -106,7 +106,7 @@ def test_a_result_finished_after_its_trial_was_declared_lost_goes_to_the_retry(
     def declared_lost_meanwhile(trial: optuna.Trial, x: float) -> float:
         trial.report(0.9, 1)
         time.sleep(1.2)  # SQLite's clock has 1 s steps: make the heartbeat visibly old
-        assert reap_lost_trials(study, rdb, grace=0.0) == [trial.number]
+        assert reap_lost_trials(rdb, study._study_id, grace=0.0) == [trial.number]
         return 0.25
 
     session = Session(
@@ -148,7 +148,7 @@ def test_calls_are_retried_while_the_database_is_away_then_given_up(tmp_path: Pa
     assert flaky.calls == 5 and sleeps == [0.5, 1.0, 2.0, 4.0]  # bounded exponential backoff
 
     hopeless = ResilientStorage(FlakyStorage(rdb, failures=10**6), give_up_after=0.0)  # type: ignore[arg-type]
-    with pytest.raises(StorageError, match=r"database unreachable .* server closed"):
+    with pytest.raises(DatabaseUnreachable, match=r"database unreachable .* server closed"):
         hopeless.get_all_studies()
     close_storage(rdb)
 
@@ -221,7 +221,7 @@ def test_a_redone_claim_finds_the_trial_its_lost_commit_took(tmp_path: Path) -> 
     # Each claimed trial has its first heartbeat: its worker dying now gets it found lost.
     rdb.heartbeat_interval = 1
     time.sleep(1.1)  # (SQLite's timestamps have whole seconds)
-    stale_after_grace = reap_lost_trials(study, rdb, grace=0.0)
+    stale_after_grace = reap_lost_trials(rdb, study._study_id, grace=0.0)
     assert sorted(stale_after_grace) == [0, 1, 2]
     reasons = [t.user_attrs["end_reason"] for t in study.get_trials(deepcopy=False)[:3]]
     assert reasons == ["worker-lost"] * 3  # (not "orphan": those are not retried)

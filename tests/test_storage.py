@@ -14,7 +14,7 @@ import optuna
 import pytest
 from sqlalchemy import text
 
-from sweep.errors import ConfigError, StorageError
+from sweep.errors import ConfigError, DatabaseUnreachable, StorageError
 from sweep.storage import (
     DEFAULT_STORAGE,
     check_storage,
@@ -48,7 +48,10 @@ def test_resolution_order(monkeypatch: pytest.MonkeyPatch) -> None:
         ("sqlite:/one-slash.db", "malformed storage URL"),
         ("postgresql+psycopg://u:p@host:notaport/db", "malformed storage URL"),
         ("redis://localhost/0", "unsupported storage URL"),
-        ("postgresql+nosuchdriver://u@h/db", "cannot load driver"),
+        ("postgresql+nosuchdriver://u@h/db", "driver 'nosuchdriver' is not available"),
+        # A dialect SQLAlchemy knows whose driver is not installed: one line, not ImportError.
+        ("postgresql+psycopg2://u:pw@h/db", "pip install psycopg2-binary"),
+        ("mysql+pymysql://u:pw@h/db", "pip install pymysql"),
         ("sqlite:///", "names no SQLite file"),
         ("postgresql+psycopg:///db", "names no host"),
     ],
@@ -167,7 +170,8 @@ def test_check_storage_writes_nothing(tmp_path: Path, digest) -> None:
 def test_unreachable_postgres_fails_fast(host: str) -> None:
     for attempt in (check_storage, open_storage):
         started = time.monotonic()
-        with pytest.raises(StorageError) as info:
+        # An outage, not a mistake in the URL: the infrastructure's exit code (3), not 2.
+        with pytest.raises(DatabaseUnreachable) as info:
             attempt(f"postgresql+psycopg://sweep:secret@{host}:1/sweep")
         assert time.monotonic() - started < 10
         message = str(info.value)

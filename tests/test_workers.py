@@ -21,6 +21,8 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
+from tcp_proxy import TcpProxy
 
 from sweep.status import counts_towards_budget
 from sweep.storage import close_storage, open_storage
@@ -75,13 +77,21 @@ class Workers:
         self.cache = cache
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, study: Path, trials: int, *, heartbeat: float = 1.0) -> subprocess.Popen:
+    def start(
+        self,
+        study: Path,
+        trials: int,
+        *,
+        heartbeat: float = 1.0,
+        url: str | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> subprocess.Popen:
         index = len(self.processes)
         log = open(self.tmp_path / f"worker-{index}.log", "wb")  # noqa: SIM115 (closed with it)
         env = {
             **os.environ,
             "SWEEP_CACHE_DIR": str(self.cache),
-            "SWEEP_STORAGE": POSTGRES_URL,
+            "SWEEP_STORAGE": url or POSTGRES_URL,
             "OMP_NUM_THREADS": "1",
             "CUDA_VISIBLE_DEVICES": "",
         }
@@ -100,6 +110,7 @@ class Workers:
                 str(self.tmp_path / "checkpoints"),
                 "--artifacts-dir",
                 str(self.tmp_path / "artifacts"),
+                *extra,
             ],
             cwd=self.tmp_path,
             env=env,
@@ -285,3 +296,100 @@ def test_workers_ride_out_a_database_restart(make_study, workers: Workers) -> No
     # The restart was really felt: by a storage call, or by a running trial's heartbeat.
     logs = workers.logs()
     assert "database unreachable" in logs or "not recorded" in logs, logs
+
+
+@pytest.fixture
+def proxy() -> Iterator[TcpProxy]:
+    """A forwarder to the test PostgreSQL that the test can cut: an outage of its own."""
+    assert POSTGRES_URL is not None
+    url = make_url(POSTGRES_URL)
+    forwarder = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
+    yield forwarder
+    forwarder.cut()
+
+
+def test_a_worker_started_during_an_outage_waits_for_the_database(
+    make_study, workers: Workers, proxy: TcpProxy
+) -> None:
+    study, name = make_study(epochs="1")
+    worker = workers.start(study, trials=2, url=proxy.url(POSTGRES_URL), extra=("--db-wait", "120"))
+    time.sleep(3)  # refused connections all along: it must still be waiting, not exited 2
+    assert worker.poll() is None, workers.logs()
+    proxy.restore()
+    assert workers.wait(timeout=300) == [0], workers.logs()
+    _check_complete_history(_trials(name), 2)
+    assert "database unreachable" in workers.logs()
+
+
+def test_a_database_that_stays_away_is_an_infrastructure_failure(
+    make_study, workers: Workers, proxy: TcpProxy
+) -> None:
+    study, _ = make_study(epochs="1")
+    workers.start(study, trials=2, url=proxy.url(POSTGRES_URL), extra=("--db-wait", "2"))
+    assert workers.wait(timeout=120) == [3], workers.logs()
+    assert "error: cannot open storage" in workers.logs()
+
+
+def test_sigterm_during_an_outage_exits_zero_and_the_trial_resumes_elsewhere(
+    make_study, workers: Workers, proxy: TcpProxy, tmp_path: Path
+) -> None:
+    study, name = make_study(epochs="3", rows=900)
+    proxy.restore()
+    first = workers.start(study, trials=2, url=proxy.url(POSTGRES_URL))
+    victim = _wait_for(name, lambda t: t.state == TrialState.RUNNING and 1 in t.intermediate_values)
+    proxy.cut()  # the database is gone for this worker (its beats and writes all fail)
+    first.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    assert first.wait(timeout=60) == 0, workers.logs()
+    assert time.monotonic() - sent < 30, workers.logs()
+    # The trial could not be recorded: RUNNING in the database, its checkpoint on disk.
+    (trial,) = [t for t in _trials(name) if t.number == victim.number]
+    assert trial.state == TrialState.RUNNING
+    assert list((tmp_path / "checkpoints").rglob("latest.json")), workers.logs()
+    # The next worker (reaching the database) finds it lost and resumes it from there.
+    workers.start(study, trials=2)
+    assert workers.wait(timeout=300) == [0, 0], workers.logs()
+    trials = _trials(name)
+    _check_complete_history(trials, 2)
+    lost = next(t for t in trials if t.number == victim.number)
+    assert lost.user_attrs["end_reason"] == "worker-lost"
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] >= 1
+
+
+def test_a_killed_worker_is_found_while_every_other_worker_is_busy(
+    make_study, workers: Workers
+) -> None:
+    """Lost workers are looked for from the heartbeat thread of every running trial: found
+    within the grace period, not when a neighbour happens to finish its (long) trial."""
+    study, name = make_study(epochs="60", rows=600)
+    for _ in range(2):
+        workers.start(study, trials=2, heartbeat=1.0)
+    _wait_for(
+        name,
+        lambda t: t.state == TrialState.RUNNING and 1 in t.intermediate_values,
+    )
+    running = _wait_for_count(name, TrialState.RUNNING, 2)
+    victim, busy = running
+    pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+    os.kill(pid, signal.SIGKILL)
+    lost = _wait_for(
+        name,
+        lambda t: t.number == victim.number and t.state == TrialState.FAIL,
+        timeout=60,
+    )
+    assert lost.user_attrs["end_reason"] == "worker-lost"
+    # Its neighbour was still in its own trial the whole time: it did not claim anything.
+    (neighbour,) = [t for t in _trials(name) if t.number == busy.number]
+    assert neighbour.state == TrialState.RUNNING, workers.logs()
+    assert max(neighbour.intermediate_values, default=0) < 60
+
+
+def _wait_for_count(name: str, state: TrialState, count: int, timeout: float = 120.0) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        trials = [t for t in _trials(name) if t.state == state]
+        if len(trials) >= count:
+            return trials[:count]
+        time.sleep(0.2)
+    raise AssertionError(f"{name} never had {count} {state.name} trials")

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from sweep import __version__
-from sweep.errors import ConfigError
+from sweep.errors import ConfigError, ExitCode
 from sweep.launch._common import looks_like_file, require_absolute, require_at_least, slug
 
 # A DNS subdomain (RFC 1123): the form of Secret, PVC and other object names.
@@ -37,8 +37,10 @@ _IMAGE = re.compile(r"^[^\s]+$")
 
 # Exit code of a worker stopped by TERM (128 + 15), as the wrapper reports it.
 TERM_EXIT_CODE = 143
-# A user's mistake (bad study file, bad storage URL): `sweep`'s exit code for a SweepError.
-USER_ERROR_EXIT_CODE = 2
+# A user's mistake (bad study file, bad storage URL): no retry can help, the Job fails at once.
+# An infrastructure failure (ExitCode.INFRASTRUCTURE: the database stayed away, a full disk) is
+# left to the default: the pod is started again, up to BACKOFF_LIMIT_PER_INDEX times.
+USER_ERROR_EXIT_CODE = int(ExitCode.USER_ERROR)
 # Retries per worker for crashes (not for preemption, which the failure policy ignores).
 BACKOFF_LIMIT_PER_INDEX = 3
 # The worker needs up to 30 s after TERM; Kubernetes' default grace period is exactly 30 s.
