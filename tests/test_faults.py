@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import error_line, invoke
+from conftest import TINY_STUDY, error_line, invoke
 from optuna.trial import TrialState
 
 import sweep._run_display as run_display
@@ -143,3 +143,22 @@ def test_a_malformed_url_is_one_line_without_a_traceback(cli_env: Path) -> None:
     result = invoke("status", "--storage", "postgresql+psycopg2://u:pw@h/db")
     assert result.exit_code == 2
     assert "pip install psycopg2-binary" in error_line(result)
+
+
+def test_rows_dropped_for_an_empty_text_are_said(cli_env: Path) -> None:
+    import pandas as pd
+
+    rows = [{"text": f"good text {i}" if i % 7 else "  ", "label": i % 2} for i in range(140)]
+    pd.DataFrame(rows).to_csv(cli_env / "train.csv", index=False)
+    study = cli_env / "study.yaml"
+    study.write_text(
+        TINY_STUDY.replace(
+            "{demo: true, demo_size: 300, max_length: 32}", "{train: train.csv, max_length: 32}"
+        )
+    )
+    result = invoke("run", str(study), "--trials", "1")
+    assert result.exit_code == 0, result.output
+    assert "data: 20 rows with empty text were dropped" in result.stderr
+    status = invoke("status")
+    assert "data: 20 rows with empty text were dropped" in status.stdout
+    assert json.loads(invoke("status", "--json").stdout)["data_dropped_empty"] == 20
