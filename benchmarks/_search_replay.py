@@ -1,10 +1,10 @@
 """The replay side of benchmarks/search.py: seeded Optuna sweeps against a table of fine-tunes.
 
 Each side is a real Optuna study (in memory) with the sampler and pruner that sweep itself builds
-from a study config (sweep.space.make_sampler / make_pruner) and sweep's own parameter
-suggestion (sweep.space.suggest_params). Only the fine-tune is replaced: a trial with `epochs=k`
+from a study config (sweep.search.make_sampler / make_pruner) and sweep's own parameter
+suggestion (sweep.search.suggest_params). Only the fine-tune is replaced: a trial with `epochs=k`
 reads the first k epochs of its configuration's row, reporting each epoch's validation loss and
-asking the pruner after it exactly as sweep.objective.Objective does.
+asking the pruner after it exactly as sweep.runner.Objective does.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def study_config(
     study file that does not name them is what is measured; "random_hyperband" names only
     `sampler: random`. The config's seed is `side_seed(seed, side)`. With `lr_values` the
     learning rate is searched among the table's grid values instead of over its range, which
-    makes the space finite (see sweep._distinct_sampler). `pruner` names the pruner of the
+    makes the space finite (see sweep.search._distinct). `pruner` names the pruner of the
     sides that prune ("default", "random_hyperband") instead of sweep's default.
     """
     from sweep.config import StudyConfig
@@ -155,7 +155,7 @@ def replay(
 ) -> SideRun:
     """Run one seeded sweep of `n_trials` trials against `table`; deterministic for a seed.
 
-    A trial suggests its parameters through sweep.space.suggest_params; its learning rate is
+    A trial suggests its parameters through sweep.search.suggest_params; its learning rate is
     snapped to the grid (`snap_lr`). It then reports the validation loss of epochs 1..k of its
     row and, before its last epoch only, asks the pruner, as sweep's objective does (after the
     last epoch there is no compute left to save). Its cost is the sum of the seconds of the
@@ -165,7 +165,7 @@ def replay(
     import optuna
     from optuna.trial import TrialState
 
-    from sweep.space import make_pruner, make_sampler, suggest_params
+    from sweep.search import make_pruner, make_sampler, suggest_params
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = study_config(table, side, seed, lr_values, pruner)

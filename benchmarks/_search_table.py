@@ -1,8 +1,8 @@
 """The tabular side of benchmarks/search.py: a discretised space, its real fine-tunes, the table.
 
 Every configuration of the grid (model size x learning rate x batch size) is fine-tuned ONCE, for
-the largest epochs value, with sweep's own code (sweep.trial.prepare_data -> sweep.train.fine_tune
-on sweep.models.PRESETS). Each epoch's validation loss, accuracy and wall seconds go into a JSON
+the largest epochs value, with sweep's own code (sweep.training.prepare_data -> fine_tune on
+sweep.config.PRESETS). Each epoch's validation loss, accuracy and wall seconds go into a JSON
 table, which is rewritten (atomically) after every configuration, so a build that is stopped goes
 on where it stopped when the same command runs again.
 
@@ -117,7 +117,7 @@ def snap_lr(lr: float, grid: dict[str, Any]) -> float:
 def default_cache_dir() -> Path:
     """``$SWEEP_CACHE_DIR``, else ``~/.cache/sweep``: where sweep caches tokenizers.
 
-    The same rule as sweep.objective.default_cache_dir, repeated because that module imports
+    The same rule as sweep.data.default_cache_dir, repeated because that module imports
     optuna, which the GPU image that builds the table does not have.
     """
     env = os.environ.get("SWEEP_CACHE_DIR")
@@ -199,7 +199,7 @@ def _device(requested: str | None) -> tuple[Any, str]:
     """The torch device and how the table names it (what its timings are valid for)."""
     import torch
 
-    from sweep.train import configure_cpu_threads
+    from sweep.training import configure_cpu_threads
 
     dev = torch.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cuda":
@@ -252,17 +252,16 @@ def build_table(
     its rows could not be compared with new ones. No new configuration starts once
     `budget_seconds` have passed or `max_new` were trained in this call.
     """
-    from sweep.data import DataSpec
-    from sweep.models import PRESETS
-    from sweep.train import TrialParams, fine_tune
-    from sweep.trial import prepare_data, text_data
+    from sweep.config import PRESETS, DataConfig, ModelConfig
+    from sweep.data import text_data
+    from sweep.training import TrialParams, fine_tune, prepare_data
 
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     started = time.perf_counter()
     for size in spec.model_sizes:
         if size not in PRESETS:
             raise TableError(f"unknown model size {size!r}; sizes: {', '.join(PRESETS)}")
-    data_spec = DataSpec(
+    data_spec = DataConfig(
         train=Path(spec.data_dir) / "train.csv",
         validation=Path(spec.data_dir) / "validation.csv",
         max_length=spec.max_length,
@@ -301,7 +300,7 @@ def build_table(
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     # From-config shapes share one BPE tokenizer: tokenized once, then read from sweep's cache.
-    data = prepare_data(data_spec, PRESETS[spec.model_sizes[0]], cache)
+    data = prepare_data(data_spec, ModelConfig(preset=spec.model_sizes[0]), cache)
     if dev.type == "cuda":
         _warm_up(spec, data, dev)
 
@@ -330,7 +329,9 @@ def build_table(
             weight_decay=spec.weight_decay,
             warmup_ratio=spec.warmup_ratio,
         )
-        result = fine_tune(params, data, PRESETS[size], device=str(dev), on_epoch=progress)
+        result = fine_tune(
+            params, data, ModelConfig(preset=size), device=str(dev), on_epoch=progress
+        )
         if result.end_reason == "interrupted":
             # fine_tune turns Ctrl-C into a short result: it must not become a row.
             raise KeyboardInterrupt
@@ -388,8 +389,8 @@ def _warm_up(spec: TableSpec, data: Any, dev: Any) -> None:
     CUDA loads kernels lazily and picks matmul algorithms per shape on first use; without this
     the first configuration of each shape would pay for it in its epoch seconds.
     """
-    from sweep.models import PRESETS
-    from sweep.train import TrialParams, fine_tune
+    from sweep.config import ModelConfig
+    from sweep.training import TrialParams, fine_tune
 
     head = _head(data, 512)
     for size in spec.model_sizes:
@@ -397,6 +398,6 @@ def _warm_up(spec: TableSpec, data: Any, dev: Any) -> None:
             fine_tune(
                 TrialParams(learning_rate=1e-3, batch_size=batch, epochs=1, model_size=size),
                 head,
-                PRESETS[size],
+                ModelConfig(preset=size),
                 device=str(dev),
             )

@@ -8,7 +8,7 @@ size (16, 32, 64), epochs (1..4) and model size (nano, micro, mini) — for the 
 trials, one worker each (with --lr-values the learning rate is searched among the table's four
 values instead, a finite space where sweep's samplers repeat no configuration):
   default  the sampler and pruner sweep builds from a study config that names neither
-           (sweep.space.make_sampler / make_pruner: TPE multivariate + Hyperband over epochs)
+           (sweep.search.make_sampler / make_pruner: TPE multivariate + Hyperband over epochs)
   random   the same config with `sampler: random` and `pruner: none`
 Per seed, random search's final best validation loss is the target; time_to_target_ratio is the
 training seconds the default spent until its first complete trial reached that target, divided

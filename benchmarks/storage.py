@@ -5,7 +5,7 @@
 
 K worker processes run a trivial objective (two floats suggested, 10 intermediate values
 reported, a pruning check after each) until the study has --trials finished trials: first with
-sweep (sweep.session.Session: budget claims under a study lock, heartbeats, retried storage
+sweep (sweep.runner.Session: budget claims under a study lock, heartbeats, retried storage
 calls), then with Optuna's RDB storage at its default settings (no heartbeat; an ask/tell loop
 that stops as MaxTrialsCallback does: after its own trial, once enough trials have finished).
 Both sides use the same sampler (TPESampler, seeded) and pruner (MedianPruner): what differs
@@ -70,16 +70,15 @@ def _sampler(seed: int) -> optuna.samplers.BaseSampler:
 
 
 def run_ours(url: str, study_name: str, trials: int, seed: int) -> dict[str, Any]:
-    """One sweep worker: sweep.session.Session around the trivial objective."""
-    from sweep.objective import InterruptGate
-    from sweep.session import Session
+    """One sweep worker: sweep.runner.Session around the trivial objective."""
+    from sweep.runner import InterruptGate, Session
     from sweep.storage import open_storage
 
     times: dict[str, list[float]] = {"ask": [], "suggest": [], "report": [], "tell": []}
     finished: list[int] = []
 
     class Objective:
-        """What Session needs of sweep.objective.Objective, around the trivial function."""
+        """What Session needs of sweep.runner.Objective, around the trivial function."""
 
         def __init__(self) -> None:
             self.gate = InterruptGate()

@@ -3,7 +3,7 @@
 All three train the same model (same size, same init seed) on the same rows, batch 32, one epoch, in
 this one process, and each is timed around its training epoch only (model building and tokenizing
 excluded; for ours, FineTuneResult.samples_per_s, which excludes its per-epoch evaluation):
-  ours     sweep.train.fine_tune: length-grouped batches padded to a multiple of 32 (8 on CPU),
+  ours     sweep.training.fine_tune: length-grouped batches padded to a multiple of 32 (8 on CPU),
            fused AdamW; on CUDA bf16 autocast + TF32 and no host syncs in a step
   seed     what a first version looks like: tokenizer(texts, padding=True) pads every example to
            the longest in the set, shuffled DataLoader, fp32 (torch's default precision, no TF32),
@@ -44,8 +44,8 @@ import numpy as np
 import torch
 import transformers
 
-from sweep.models import PRESETS, build_model
-from sweep.train import TrialParams, configure_cpu_threads, fine_tune
+from sweep.config import PRESETS, DataConfig, ModelConfig
+from sweep.training import TrialParams, build_model, configure_cpu_threads, fine_tune
 
 log = logging.getLogger("throughput")
 
@@ -66,12 +66,12 @@ class Bench:
 def load_bench(data_dir: Path, max_length: int, limit_train: int | None, cache_dir: Path) -> Bench:
     """Load and tokenize through sweep.data (the BPE the sweep itself would train and cache)."""
     try:
-        from sweep.data import DataSpec, load_text_data, load_tokenizer, tokenize_data
+        from sweep.data import load_text_data, load_tokenizer, tokenize_data
     except ImportError:  # sweep.data not written yet: the same steps by hand
         return _load_bench_by_hand(data_dir, max_length, limit_train, cache_dir)
 
     text = load_text_data(
-        DataSpec(
+        DataConfig(
             train=data_dir / "train.csv",
             validation=data_dir / "validation.csv",
             max_length=max_length,
@@ -317,7 +317,7 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         cache = args.cache_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         bench = load_bench(args.data, args.max_length, limit, cache)
-        spec = PRESETS[args.size]
+        spec = ModelConfig(preset=args.size)
         out: dict[str, Any] = {
             "benchmark": "throughput",
             "size": args.size,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import re
 
 __all__ = [
     "INFRASTRUCTURE_ERRNOS",
@@ -29,6 +30,7 @@ __all__ = [
     "SweepError",
     "find_infrastructure_errno",
     "first_line",
+    "redact",
 ]
 
 
@@ -100,3 +102,37 @@ def first_line(error: BaseException) -> str:
     text = str(error).strip()
     line = text.splitlines()[0] if text else ""
     return f"{type(error).__name__}: {line}" if line else type(error).__name__
+
+
+# The credentials a database URL (or a message quoting one) may carry: the password of its
+# user-info part, password-like query parameters, and `password=...` of a keyword DSN.
+_URL_TOKEN = re.compile(r"""(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>[^\s'"]*)""")
+_SECRET_PARAM = re.compile(
+    r"(?P<key>(?:^|[?&;\s])(?:password|passwd|pwd|sslpassword|sslkey_password)\s*=\s*)"
+    r"(?P<value>[^&;\s'\"]*)",
+    re.IGNORECASE,
+)
+REDACTED = "***"
+
+
+def redact(text: str) -> str:
+    """`text` (a URL, or any message quoting one) with every password in it replaced by ***.
+
+    Works on the raw text, not on a parsed URL, so it also hides the password of a malformed URL
+    and of one whose password holds an unescaped '@' (everything up to the last '@' of the
+    user-info part is credentials). Every message, log line and stored attribute that may name
+    a storage URL goes through here.
+    """
+    text = _URL_TOKEN.sub(_redact_url, str(text))
+    return _SECRET_PARAM.sub(lambda m: m.group("key") + REDACTED, text)
+
+
+def _redact_url(match: re.Match[str]) -> str:
+    rest = match.group("rest")
+    at = rest.rfind("@")
+    if at > 0:
+        userinfo = rest[:at]
+        user, colon, _password = userinfo.partition(":")
+        if colon:
+            rest = f"{user}:{REDACTED}{rest[at:]}"
+    return match.group("scheme") + rest

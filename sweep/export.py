@@ -25,26 +25,32 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from sweep.data import default_cache_dir
 from sweep.errors import ConfigError, DataError, StorageError
-from sweep.objective import chain_key, default_cache_dir, model_dir
-from sweep.paths import OWNER_MARKER, legacy_study_dir
-from sweep.status import ATTR_CONFIG, ATTR_DATA_HASH, ATTR_DATA_SOURCE, ATTR_METRIC
+from sweep.study import (
+    OWNER_MARKER,
+    StudyKey,
+    TrialKey,
+    chain_key,
+    legacy_study_dir,
+    model_dir,
+)
 
 logger = logging.getLogger(__name__)
 
 _METRIC_ATTRS = (
-    "best_epoch",
-    "epochs_run",
-    "val_loss",
-    "val_accuracy",
-    "train_seconds",
-    "samples_per_s",
-    "tokens_per_s",
-    "peak_memory_mb",
-    "device",
-    "n_params",
-    "micro_batch",
-    "end_reason",
+    TrialKey.BEST_EPOCH,
+    TrialKey.EPOCHS_RUN,
+    TrialKey.VAL_LOSS,
+    TrialKey.VAL_ACCURACY,
+    TrialKey.TRAIN_SECONDS,
+    TrialKey.SAMPLES_PER_S,
+    TrialKey.TOKENS_PER_S,
+    TrialKey.PEAK_MEMORY_MB,
+    TrialKey.DEVICE,
+    TrialKey.N_PARAMS,
+    TrialKey.MICRO_BATCH,
+    TrialKey.END_REASON,
 )
 
 
@@ -66,7 +72,7 @@ def _is_model_dir(path: Path) -> bool:
 def _kept_model(artifacts_dir: Path, study_name: str, trial: FrozenTrial) -> Path | None:
     """The folder the sweep kept the trial's model in, or None.
 
-    Retries keep their model with the first trial of their chain (sweep.objective.chain_key);
+    Retries keep their model with the first trial of their chain (sweep.study.chain_key);
     a study swept by sweep 0.1 kept it under `<artifacts>/<study name>/trial-<number>`.
     """
     kept = model_dir(artifacts_dir, study_name, chain_key(trial))
@@ -93,10 +99,10 @@ def _retrain(
 
     from sweep.config import StudyConfig
     from sweep.data import load_text_data
-    from sweep.space import suggest_params
-    from sweep.trial import run_trial
+    from sweep.search import suggest_params
+    from sweep.training import run_trial
 
-    resolved = study.user_attrs.get(ATTR_CONFIG)
+    resolved = study.user_attrs.get(StudyKey.CONFIG)
     if resolved is None:
         raise StorageError(f"study {study.study_name!r} has no stored config: cannot retrain")
     try:
@@ -105,19 +111,19 @@ def _retrain(
         raise StorageError(
             f"study {study.study_name!r}: stored config no longer valid ({e.errors()[0]['msg']})"
         ) from None
-    spec = config.data_spec()
-    recorded = study.user_attrs.get(ATTR_DATA_HASH)
-    current = load_text_data(spec).content_hash
+    recorded = study.user_attrs.get(StudyKey.DATA_HASH)
+    current = load_text_data(config.data).content_hash
     if recorded is not None and recorded != current:
         raise DataError(
             f"the data of study {study.study_name!r} changed since the sweep "
-            f"({study.user_attrs.get(ATTR_DATA_SOURCE)}: hash {current[:12]} != {recorded[:12]}); "
+            f"({study.user_attrs.get(StudyKey.DATA_SOURCE)}: "
+            f"hash {current[:12]} != {recorded[:12]}); "
             "cannot retrain the same model"
         )
     # FixedTrial replays the recorded parameters through the same suggest_params the sweep used,
     # so fixed parameters and the seed come out as they did then.
     params = suggest_params(optuna.trial.FixedTrial(trial.params, number=trial.number), config)
-    seed = trial.user_attrs.get("seed")
+    seed = trial.user_attrs.get(TrialKey.SEED)
     if seed is not None and params.seed != seed:
         raise StorageError(
             f"trial {trial.number}: replayed seed {params.seed} differs from recorded {seed}"
@@ -126,15 +132,15 @@ def _retrain(
     started = time.perf_counter()
     result = run_trial(
         params,
-        spec,
-        config.model_specs(),
+        config.data,
+        config.models,
         cache_dir=default_cache_dir(),
         best_model_dir=into,
         select_by=config.metric.name,
     )
     log(
         f"retrained in {time.perf_counter() - started:.1f} s: best epoch {result.best_epoch}, "
-        f"val_loss {result.best_val_loss:.4f} (recorded {trial.user_attrs.get('val_loss')})"
+        f"val_loss {result.best_val_loss:.4f} (recorded {trial.user_attrs.get(TrialKey.VAL_LOSS)})"
     )
 
 
@@ -180,19 +186,20 @@ def export_trial(
         if not _is_model_dir(folder):
             raise StorageError(f"trial {trial.number}: no model was written to {folder}")
         _write_labels(folder)
+        attrs = trial.user_attrs
         manifest = {
             "study": study.study_name,
             "trial": trial.number,
-            "metric": study.user_attrs.get(ATTR_METRIC),
+            "metric": study.user_attrs.get(StudyKey.METRIC),
             # The metric is the first objective; a multi-objective study's second is the cost.
             "direction": study.directions[0].name.lower(),
             "value": trial.values[0] if trial.values else None,
             "values": trial.values,
             "params": trial.params,
-            "metrics": {k: trial.user_attrs[k] for k in _METRIC_ATTRS if k in trial.user_attrs},
-            "seed": trial.user_attrs.get("seed"),
-            "data_content_hash": study.user_attrs.get(ATTR_DATA_HASH),
-            "data_source": study.user_attrs.get(ATTR_DATA_SOURCE),
+            "metrics": {str(k): attrs[k] for k in _METRIC_ATTRS if k in attrs},
+            "seed": trial.user_attrs.get(TrialKey.SEED),
+            "data_content_hash": study.user_attrs.get(StudyKey.DATA_HASH),
+            "data_source": study.user_attrs.get(StudyKey.DATA_SOURCE),
             "labels": json.loads((folder / "labels.json").read_text()),
             "source": source,
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),

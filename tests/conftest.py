@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+REPO = Path(__file__).resolve().parent.parent  # the repository's root
+
 # A study whose trial takes about a second on one CPU core: 300 synthetic rows, 32 tokens,
 # a one-layer GPT-2 with 32-wide embeddings, 1 or 2 epochs.
 TINY_STUDY = """\

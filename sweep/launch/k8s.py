@@ -62,12 +62,11 @@ exit "$status"
 
 
 @dataclass(frozen=True)
-class K8sJob:
-    """Everything the manifest needs, already checked (see `k8s_job`)."""
+class K8sOptions:
+    """The options of `sweep launch k8s`, defined once: the CLI fills one, `k8s_job` checks it
+    (see the command's help for what each means)."""
 
-    study: str  # a study file's path inside the image, or a study name in the storage
-    study_name: str
-    storage_secret: str
+    storage_secret: str = "sweep-storage"
     secret_key: str = "url"
     workers: int = 1
     gpus_per_worker: int = 1
@@ -78,61 +77,31 @@ class K8sJob:
     trials: int | None = None
     job_name: str | None = None
 
+
+@dataclass(frozen=True)
+class K8sJob:
+    """Everything the manifest needs, already checked (see `k8s_job`)."""
+
+    study: str  # a study file's path inside the image, or a study name in the storage
+    study_name: str
+    options: K8sOptions
+
     @property
     def name(self) -> str:
         """The Job's name: `--job-name`, else `sweep-<study>` (short enough for pod names)."""
-        return self.job_name or f"sweep-{slug(self.study_name, max_len=40)}"
+        return self.options.job_name or f"sweep-{slug(self.study_name, max_len=40)}"
 
 
-def k8s_job(
-    study: str,
-    *,
-    storage_secret: str,
-    secret_key: str = "url",
-    workers: int = 1,
-    gpus_per_worker: int = 1,
-    image: str = "sweep:latest",
-    checkpoint_claim: str = "sweep-checkpoints",
-    checkpoint_dir: str = "/sweep/checkpoints",
-    artifacts_dir: str = "/sweep/artifacts",
-    trials: int | None = None,
-    job_name: str | None = None,
-) -> K8sJob:
+def k8s_job(study: str, options: K8sOptions) -> K8sJob:
     """Check the options of `sweep launch k8s`; every mistake is one ConfigError.
 
     STUDY is passed to the workers as given: a path inside the image (relative to its working
     directory) or a study name in the storage. When the file also exists here it is loaded, so
     a mistake in it shows now rather than in every pod's log.
     """
-    require_at_least("--workers", workers, 1)
-    require_at_least("--gpus-per-worker", gpus_per_worker, 0)
-    require_at_least("--trials", trials, 1)
-    for option, value in (
-        ("--storage-secret", storage_secret),
-        ("--checkpoint-claim", checkpoint_claim),
-    ):
-        if not _DNS_SUBDOMAIN.match(value):
-            raise ConfigError(
-                f"{option} must be a Kubernetes object name (lowercase letters, digits, '-', "
-                f"'.'), got {value!r}"
-            )
-    if not _SECRET_KEY.match(secret_key):
-        raise ConfigError(
-            f"--secret-key must be letters, digits, '-', '_' or '.', got {secret_key!r}"
-        )
-    if not _IMAGE.match(image):
-        raise ConfigError(f"--image must be an image reference without spaces, got {image!r}")
-    require_absolute("--checkpoint-dir", checkpoint_dir)
-    require_absolute("--artifacts-dir", artifacts_dir)
-    if checkpoint_dir.rstrip("/") == artifacts_dir.rstrip("/"):
-        raise ConfigError("--checkpoint-dir and --artifacts-dir must differ")
-    if job_name is not None and (len(job_name) > 52 or slug(job_name, max_len=52) != job_name):
-        raise ConfigError(
-            f"--job-name must be at most 52 lowercase letters, digits and '-', got {job_name!r}"
-        )
+    _check_options(options)
     if not study.strip() or "\n" in study:
         raise ConfigError(f"STUDY must be a study file or a study name, got {study!r}")
-
     name = study
     if looks_like_file(study):
         path = Path(study)
@@ -142,20 +111,37 @@ def k8s_job(
             name = load_study(path).name
         else:
             name = path.stem  # only in the image: its `name:` is not known here
-    return K8sJob(
-        study=study,
-        study_name=name,
-        storage_secret=storage_secret,
-        secret_key=secret_key,
-        workers=workers,
-        gpus_per_worker=gpus_per_worker,
-        image=image,
-        checkpoint_claim=checkpoint_claim,
-        checkpoint_dir=checkpoint_dir,
-        artifacts_dir=artifacts_dir,
-        trials=trials,
-        job_name=job_name,
-    )
+    return K8sJob(study=study, study_name=name, options=options)
+
+
+def _check_options(o: K8sOptions) -> None:
+    require_at_least("--workers", o.workers, 1)
+    require_at_least("--gpus-per-worker", o.gpus_per_worker, 0)
+    require_at_least("--trials", o.trials, 1)
+    for option, value in (
+        ("--storage-secret", o.storage_secret),
+        ("--checkpoint-claim", o.checkpoint_claim),
+    ):
+        if not _DNS_SUBDOMAIN.match(value):
+            raise ConfigError(
+                f"{option} must be a Kubernetes object name (lowercase letters, digits, '-', "
+                f"'.'), got {value!r}"
+            )
+    if not _SECRET_KEY.match(o.secret_key):
+        raise ConfigError(
+            f"--secret-key must be letters, digits, '-', '_' or '.', got {o.secret_key!r}"
+        )
+    if not _IMAGE.match(o.image):
+        raise ConfigError(f"--image must be an image reference without spaces, got {o.image!r}")
+    require_absolute("--checkpoint-dir", o.checkpoint_dir)
+    require_absolute("--artifacts-dir", o.artifacts_dir)
+    if o.checkpoint_dir.rstrip("/") == o.artifacts_dir.rstrip("/"):
+        raise ConfigError("--checkpoint-dir and --artifacts-dir must differ")
+    job_name = o.job_name
+    if job_name is not None and (len(job_name) > 52 or slug(job_name, max_len=52) != job_name):
+        raise ConfigError(
+            f"--job-name must be at most 52 lowercase letters, digits and '-', got {job_name!r}"
+        )
 
 
 def manifest_object(job: K8sJob) -> dict[str, Any]:
@@ -168,15 +154,15 @@ def manifest_object(job: K8sJob) -> dict[str, Any]:
     args = [
         job.study,
         "--checkpoint-dir",
-        job.checkpoint_dir,
+        job.options.checkpoint_dir,
         "--artifacts-dir",
-        job.artifacts_dir,
+        job.options.artifacts_dir,
     ]
-    if job.trials is not None:
-        args += ["--trials", str(job.trials)]
+    if job.options.trials is not None:
+        args += ["--trials", str(job.options.trials)]
     container: dict[str, Any] = {
         "name": "worker",
-        "image": job.image,
+        "image": job.options.image,
         "imagePullPolicy": "IfNotPresent",
         # $0 names the script in messages; "$@" is args.
         "command": ["/bin/sh", "-c", _WRAPPER, "sweep-worker"],
@@ -184,16 +170,21 @@ def manifest_object(job: K8sJob) -> dict[str, Any]:
         "env": [
             {
                 "name": "SWEEP_STORAGE",
-                "valueFrom": {"secretKeyRef": {"name": job.storage_secret, "key": job.secret_key}},
+                "valueFrom": {
+                    "secretKeyRef": {
+                        "name": job.options.storage_secret,
+                        "key": job.options.secret_key,
+                    }
+                },
             },
         ],
         "volumeMounts": [
-            {"name": "shared", "mountPath": job.checkpoint_dir, "subPath": "checkpoints"},
-            {"name": "shared", "mountPath": job.artifacts_dir, "subPath": "artifacts"},
+            {"name": "shared", "mountPath": job.options.checkpoint_dir, "subPath": "checkpoints"},
+            {"name": "shared", "mountPath": job.options.artifacts_dir, "subPath": "artifacts"},
         ],
     }
-    if job.gpus_per_worker > 0:
-        gpus = {"nvidia.com/gpu": job.gpus_per_worker}
+    if job.options.gpus_per_worker > 0:
+        gpus = {"nvidia.com/gpu": job.options.gpus_per_worker}
         # Extended resources are requested through limits (requests must equal them).
         container["resources"] = {"limits": dict(gpus), "requests": dict(gpus)}
     return {
@@ -202,8 +193,8 @@ def manifest_object(job: K8sJob) -> dict[str, Any]:
         "metadata": {"name": job.name, "labels": labels},
         "spec": {
             "completionMode": "Indexed",
-            "completions": job.workers,
-            "parallelism": job.workers,
+            "completions": job.options.workers,
+            "parallelism": job.options.workers,
             "backoffLimitPerIndex": BACKOFF_LIMIT_PER_INDEX,
             # A retried worker starts only once the old pod is gone (never two on one GPU slot).
             "podReplacementPolicy": "Failed",
@@ -244,7 +235,7 @@ def manifest_object(job: K8sJob) -> dict[str, Any]:
                     "volumes": [
                         {
                             "name": "shared",
-                            "persistentVolumeClaim": {"claimName": job.checkpoint_claim},
+                            "persistentVolumeClaim": {"claimName": job.options.checkpoint_claim},
                         }
                     ],
                 },
@@ -272,16 +263,16 @@ _Dumper.add_representer(str, _str_representer)
 def render_k8s_manifest(job: K8sJob) -> str:
     """The manifest for `job`: a comment saying how to use it, then the Job as YAML."""
     gpus = (
-        f"{job.gpus_per_worker} GPU{'s' if job.gpus_per_worker > 1 else ''} each"
-        if job.gpus_per_worker
+        f"{job.options.gpus_per_worker} GPU{'s' if job.options.gpus_per_worker > 1 else ''} each"
+        if job.options.gpus_per_worker
         else "CPU only"
     )
     header = [
-        f"# Sweep workers for study {job.study_name!r}: {job.workers} pods, {gpus}.",
+        f"# Sweep workers for study {job.study_name!r}: {job.options.workers} pods, {gpus}.",
         f"# Written by `sweep launch k8s` (sweep {__version__}). Before `kubectl apply -f` it:",
-        f"#   kubectl create secret generic {job.storage_secret} "
-        f"--from-literal={job.secret_key}='postgresql+psycopg://USER:PASSWORD@HOST:5432/DB'",
-        f"#   a ReadWriteMany PersistentVolumeClaim named {job.checkpoint_claim} "
+        f"#   kubectl create secret generic {job.options.storage_secret} "
+        f"--from-literal={job.options.secret_key}='postgresql+psycopg://USER:PASSWORD@HOST:5432/DB'",
+        f"#   a ReadWriteMany PersistentVolumeClaim named {job.options.checkpoint_claim} "
         "(checkpoints, kept models)",
         f"# Follow it: kubectl get job {job.name}; kubectl logs -f job/{job.name}",
     ]

@@ -19,6 +19,7 @@ through the environment.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -46,24 +47,33 @@ class SubmitError(SweepError):
 
 
 @dataclass(frozen=True)
+class SlurmOptions:
+    """The options of `sweep launch slurm`, defined once: the CLI fills one, `slurm_job` checks
+    and resolves it (see the command's help for what each means)."""
+
+    storage: str | None = None
+    nodes: int = 1
+    gpus_per_node: int = 1  # 0: CPU workers, `workers_per_node` of them per node
+    workers_per_node: int | None = None  # resolved: gpus_per_node, or 1 for CPU workers
+    cpus_per_task: int | None = None
+    partition: str | None = None
+    account: str | None = None
+    time_limit: str | None = None  # [D-]HH:MM:SS
+    trials: int | None = None
+    checkpoint_dir: Path | None = None  # resolved: absolute
+    artifacts_dir: Path | None = None  # resolved: absolute
+    log_dir: Path | None = None  # resolved: absolute
+    term_before_s: int = DEFAULT_TERM_BEFORE_S
+
+
+@dataclass(frozen=True)
 class SlurmJob:
     """Everything an sbatch script for a sweep needs, already checked (see `slurm_job`)."""
 
     study: str  # the study file (absolute path) or the name of a study in the storage
     study_name: str
     storage_url: str
-    nodes: int = 1
-    gpus_per_node: int = 1  # 0: CPU workers, `workers_per_node` of them per node
-    workers_per_node: int = 1
-    cpus_per_task: int | None = None
-    partition: str | None = None
-    account: str | None = None
-    time_limit: str | None = None  # [D-]HH:MM:SS
-    trials: int | None = None
-    checkpoint_dir: Path = Path("/checkpoints")
-    artifacts_dir: Path = Path("/sweep-artifacts")
-    log_dir: Path = Path("/slurm-logs")
-    term_before_s: int = DEFAULT_TERM_BEFORE_S
+    options: SlurmOptions  # resolved: every directory absolute, workers_per_node set
 
     @property
     def job_name(self) -> str:
@@ -73,7 +83,7 @@ class SlurmJob:
     @property
     def tasks(self) -> int:
         """Workers in the whole job."""
-        return self.nodes * self.workers_per_node
+        return self.options.nodes * (self.options.workers_per_node or 1)
 
     @property
     def writes_storage_url(self) -> bool:
@@ -117,23 +127,7 @@ def _check_url(url: str, nodes: int) -> None:
         )
 
 
-def slurm_job(
-    study: str,
-    *,
-    storage: str | None = None,
-    nodes: int = 1,
-    gpus_per_node: int = 1,
-    workers_per_node: int | None = None,
-    cpus_per_task: int | None = None,
-    partition: str | None = None,
-    account: str | None = None,
-    time_limit: str | None = None,
-    trials: int | None = None,
-    checkpoint_dir: Path | None = None,
-    artifacts_dir: Path | None = None,
-    log_dir: Path | None = None,
-    term_before_s: int = DEFAULT_TERM_BEFORE_S,
-) -> SlurmJob:
+def slurm_job(study: str, options: SlurmOptions) -> SlurmJob:
     """Check the options of `sweep launch slurm` and resolve them into a `SlurmJob`.
 
     Reads the study file (validating it) and `$SWEEP_STORAGE`; relative directories are made
@@ -142,104 +136,107 @@ def slurm_job(
     """
     from sweep.storage import STORAGE_ENV
 
-    require_at_least("--nodes", nodes, 1)
-    require_at_least("--gpus-per-node", gpus_per_node, 0)
-    require_at_least("--workers-per-node", workers_per_node, 1)
-    require_at_least("--cpus-per-task", cpus_per_task, 1)
-    require_at_least("--trials", trials, 1)
-    require_at_least("--term-before", term_before_s, 1)
-    if gpus_per_node > 0:
-        if workers_per_node is not None and workers_per_node != gpus_per_node:
+    o = options
+    for option, value, least in (
+        ("--nodes", o.nodes, 1),
+        ("--gpus-per-node", o.gpus_per_node, 0),
+        ("--workers-per-node", o.workers_per_node, 1),
+        ("--cpus-per-task", o.cpus_per_task, 1),
+        ("--trials", o.trials, 1),
+        ("--term-before", o.term_before_s, 1),
+    ):
+        require_at_least(option, value, least)
+    for option, name in (("--partition", o.partition), ("--account", o.account)):
+        if name is not None and not _SLURM_NAME.match(name):
             raise ConfigError(
-                f"--workers-per-node {workers_per_node} with --gpus-per-node {gpus_per_node}: "
-                "GPU jobs run one worker per GPU (use --workers-per-node only with "
-                "--gpus-per-node 0)"
+                f"{option} must be a Slurm name (letters, digits, _.,-), got {name!r}"
             )
-        workers_per_node = gpus_per_node
-    elif workers_per_node is None:
-        workers_per_node = 1
-    for option, value in (("--partition", partition), ("--account", account)):
-        if value is not None and not _SLURM_NAME.match(value):
-            raise ConfigError(
-                f"{option} must be a Slurm name (letters, digits, _.,-), got {value!r}"
-            )
-    if time_limit is not None:
-        seconds = time_limit_seconds(time_limit)
-        # TERM may come up to 60 s earlier than asked; the job must outlive that by a margin.
-        if seconds <= term_before_s + 60:
-            raise ConfigError(
-                f"--time {time_limit} is too short: the workers get TERM {term_before_s} s "
-                "(--term-before) before the limit; give the job more time"
-            )
-
+    _check_time(o)
     target = resolve_study(study, absolute=True)
-    url = storage or os.environ.get(STORAGE_ENV) or target.storage
+    url = o.storage or os.environ.get(STORAGE_ENV) or target.storage
     if not url:
         raise ConfigError(
             "no storage: pass --storage URL or set $SWEEP_STORAGE (workers on a cluster share "
             "one database, e.g. postgresql+psycopg://user@host/db)"
         )
-    _check_url(url, nodes)
+    _check_url(url, o.nodes)
+    resolved = dataclasses.replace(o, workers_per_node=_workers_per_node(o), **_resolved_dirs(o))
+    return SlurmJob(
+        study=target.argument, study_name=target.name, storage_url=url, options=resolved
+    )
 
-    dirs = {
-        "--checkpoint-dir": (checkpoint_dir or Path("checkpoints")).resolve(),
-        "--artifacts-dir": (artifacts_dir or Path("sweep-artifacts")).resolve(),
-        "--log-dir": (log_dir or Path("slurm-logs")).resolve(),
-    }
-    for option, path in dirs.items():
-        if "\n" in str(path):
-            raise ConfigError(f"{option} must be a single-line path, got {str(path)!r}")
-    if _BAD_LOG_PATH.search(str(dirs["--log-dir"])):
+
+def _workers_per_node(o: SlurmOptions) -> int:
+    """One worker per GPU; --workers-per-node only for CPU workers (default 1)."""
+    if o.gpus_per_node > 0:
+        if o.workers_per_node is not None and o.workers_per_node != o.gpus_per_node:
+            raise ConfigError(
+                f"--workers-per-node {o.workers_per_node} with --gpus-per-node "
+                f"{o.gpus_per_node}: GPU jobs run one worker per GPU (use --workers-per-node "
+                "only with --gpus-per-node 0)"
+            )
+        return o.gpus_per_node
+    return o.workers_per_node or 1
+
+
+def _check_time(o: SlurmOptions) -> None:
+    if o.time_limit is None:
+        return
+    # TERM may come up to 60 s earlier than asked; the job must outlive that by a margin.
+    if time_limit_seconds(o.time_limit) <= o.term_before_s + 60:
         raise ConfigError(
-            f"--log-dir {dirs['--log-dir']} holds a space, quote or '%', which #SBATCH "
+            f"--time {o.time_limit} is too short: the workers get TERM {o.term_before_s} s "
+            "(--term-before) before the limit; give the job more time"
+        )
+
+
+def _resolved_dirs(o: SlurmOptions) -> dict[str, Path]:
+    """The job's directories, absolute, refused where Slurm or the script cannot take them."""
+    dirs = {
+        "checkpoint_dir": (o.checkpoint_dir or Path("checkpoints")).resolve(),
+        "artifacts_dir": (o.artifacts_dir or Path("sweep-artifacts")).resolve(),
+        "log_dir": (o.log_dir or Path("slurm-logs")).resolve(),
+    }
+    for field, path in dirs.items():
+        if "\n" in str(path):
+            option = "--" + field.replace("_", "-")
+            raise ConfigError(f"{option} must be a single-line path, got {str(path)!r}")
+    if _BAD_LOG_PATH.search(str(dirs["log_dir"])):
+        raise ConfigError(
+            f"--log-dir {dirs['log_dir']} holds a space, quote or '%', which #SBATCH "
             "--output cannot take"
         )
-    return SlurmJob(
-        study=target.argument,
-        study_name=target.name,
-        storage_url=url,
-        nodes=nodes,
-        gpus_per_node=gpus_per_node,
-        workers_per_node=workers_per_node,
-        cpus_per_task=cpus_per_task,
-        partition=partition,
-        account=account,
-        time_limit=time_limit,
-        trials=trials,
-        checkpoint_dir=dirs["--checkpoint-dir"],
-        artifacts_dir=dirs["--artifacts-dir"],
-        log_dir=dirs["--log-dir"],
-        term_before_s=term_before_s,
-    )
+    return dirs
 
 
 def render_slurm_script(job: SlurmJob) -> str:
     """The sbatch script for `job` (a pure function of it)."""
+    o = job.options
     q = shlex.quote
     sbatch = [
         f"--job-name={job.job_name}",
-        f"--nodes={job.nodes}",
+        f"--nodes={o.nodes}",
         f"--ntasks={job.tasks}",
-        f"--ntasks-per-node={job.workers_per_node}",
+        f"--ntasks-per-node={o.workers_per_node}",
     ]
-    if job.gpus_per_node > 0:
+    if o.gpus_per_node > 0:
         # One GPU per task; Slurm then binds each task to its own GPU (implied
         # --gpu-bind=per_task:1), so every worker sees exactly one device.
         sbatch.append("--gpus-per-task=1")
-    if job.cpus_per_task is not None:
-        sbatch.append(f"--cpus-per-task={job.cpus_per_task}")
-    if job.partition:
-        sbatch.append(f"--partition={job.partition}")
-    if job.account:
-        sbatch.append(f"--account={job.account}")
-    if job.time_limit:
-        sbatch.append(f"--time={job.time_limit}")
+    if o.cpus_per_task is not None:
+        sbatch.append(f"--cpus-per-task={o.cpus_per_task}")
+    if o.partition:
+        sbatch.append(f"--partition={o.partition}")
+    if o.account:
+        sbatch.append(f"--account={o.account}")
+    if o.time_limit:
+        sbatch.append(f"--time={o.time_limit}")
     sbatch += [
-        f"--signal=B:TERM@{job.term_before_s}",
+        f"--signal=B:TERM@{o.term_before_s}",
         "--requeue",
         "--export=ALL",
         "--open-mode=append",
-        f"--output={job.log_dir}/%x-%j.out",
+        f"--output={o.log_dir}/%x-%j.out",
     ]
 
     if job.writes_storage_url:
@@ -261,20 +258,20 @@ def render_slurm_script(job: SlurmJob) -> str:
         # A worker that fails (a bad study file, a lost database) must not take the others down.
         "--kill-on-bad-exit=0",
     ]
-    if job.cpus_per_task is not None:
+    if o.cpus_per_task is not None:
         # Since Slurm 22.05 srun does not inherit --cpus-per-task from sbatch.
-        srun.append(f"--cpus-per-task={job.cpus_per_task}")
+        srun.append(f"--cpus-per-task={o.cpus_per_task}")
     worker = [
         f"sweep worker {q(job.study)}",
         '--checkpoint-dir "$checkpoint_dir"',
         '--artifacts-dir "$artifacts_dir"',
     ]
-    if job.trials is not None:
-        worker.append(f"--trials {job.trials}")
+    if o.trials is not None:
+        worker.append(f"--trials {o.trials}")
     per_gpu = (
-        f"one per GPU, {job.gpus_per_node} per node"
-        if job.gpus_per_node
-        else f"CPU only, {job.workers_per_node} per node"
+        f"one per GPU, {o.gpus_per_node} per node"
+        if o.gpus_per_node
+        else f"CPU only, {o.workers_per_node} per node"
     )
 
     lines = [
@@ -290,9 +287,9 @@ def render_slurm_script(job: SlurmJob) -> str:
         *storage,
         "# Checkpoints of running trials and the kept models: on a file system all nodes share,",
         "# since an interrupted trial may resume on another node.",
-        f"checkpoint_dir={q(str(job.checkpoint_dir))}",
-        f"artifacts_dir={q(str(job.artifacts_dir))}",
-        f"log_dir={q(str(job.log_dir))}",
+        f"checkpoint_dir={q(str(o.checkpoint_dir))}",
+        f"artifacts_dir={q(str(o.artifacts_dir))}",
+        f"log_dir={q(str(o.log_dir))}",
         'mkdir -p "$checkpoint_dir" "$artifacts_dir" "$log_dir"',
         "",
         "# TERM comes ahead of the time limit (--signal=B:TERM) or with a preemption. Pass it to",

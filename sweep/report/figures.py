@@ -21,7 +21,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from sweep.report.rows import StudyRows
-from sweep.status import fmt_number
+from sweep.study import TrialKey
 
 HEIGHT = 420
 STATE_COLOURS = {
@@ -364,7 +364,7 @@ def timeline_figure(rows: StudyRows) -> go.Figure:
             base=[r["start"] for r in bars],
             x=_num([max(r["seconds"], 0.0) * 1000.0 for r in bars]),
             y=[esc(r["worker"]) for r in bars],
-            customdata=[[r["number"], esc(r["end_reason"]), r["seconds"]] for r in bars],
+            customdata=[[r["number"], esc(r[TrialKey.END_REASON]), r["seconds"]] for r in bars],
             orientation="h",
             name=state.lower(),
             marker={"color": colour, "line": {"color": "white", "width": 0.5}},
@@ -393,79 +393,3 @@ def overlay_figure(studies: Sequence[StudyRows]) -> go.Figure:
             hovertemplate="best after trial %{x}: %{y:.4g}<extra>%{fullData.name}</extra>",
         )
     return fig
-
-
-def study_figures(rows: StudyRows) -> list[tuple[str, str, go.Figure]]:
-    """(title, one-line caption, figure) for each figure of one study's section."""
-    metric = esc(rows.metric)
-    better = rows.better
-    unit = rows.cost_unit
-    return [
-        (
-            "Optimization history",
-            f"Each dot is a complete trial in the order it ran; the red step line is the best "
-            f"{metric} so far ({better} is better): where it flattens, more trials stopped paying "
-            f"off.",
-            history_figure(rows),
-        ),
-        (
-            "Learning curves",
-            "Validation loss after each epoch, one line per trial: pruned trials (orange) end "
-            "with × where they were stopped, failed ones are red and dotted, the best trial is "
-            "the thick black line.",
-            curves_figure(rows),
-        ),
-        (
-            "Parameters of every complete trial",
-            f"Each line is a complete trial through its parameters, coloured by {metric} (the "
-            f"bright end is better); drag along an axis to keep only the trials in a range.",
-            parallel_figure(rows),
-        ),
-        (
-            "Parameter importances",
-            f"How much of the variance of {metric} each parameter explains on its own (between "
-            f"groups of trials with similar values, minus chance): tune the long bars first; "
-            f"what the bars leave is interactions and noise.",
-            importance_figure(rows),
-        ),
-        (
-            f"{metric} against learning rate",
-            f"{metric} of each complete trial against its learning rate, one colour per model "
-            f"size: find the size whose best points are {better} and how wide its good "
-            f"learning-rate range is.",
-            learning_rate_figure(rows),
-        ),
-        (
-            f"Pareto front: {metric} against cost"
-            if rows.multi_objective
-            else f"{metric} against cost",
-            (
-                f"The study's two objectives, {metric} and {unit}, per complete trial; the red "
-                f"Pareto front joins the trials no other trial beats on both (sweep best "
-                f"--budget picks the best {metric} along it), its steps show what each extra "
-                f"minute of compute buys."
-                if rows.multi_objective
-                else f"{metric} against {unit} per trial; the red Pareto front joins the trials "
-                f"no cheaper trial beats, so its steps show what each extra minute of compute "
-                f"buys."
-            ),
-            cost_figure(rows),
-        ),
-        (
-            "Timeline of trials per worker",
-            "One row per worker and one bar per trial from its start to its end, coloured by "
-            "state: gaps are idle time, red bars are failures (hover for the reason).",
-            timeline_figure(rows),
-        ),
-    ]
-
-
-def fmt_duration(seconds: float) -> str:
-    """1234.5 -> '20 min 35 s'; short durations keep their decimals."""
-    if seconds < 60:
-        return f"{fmt_number(float(seconds))} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"

@@ -15,9 +15,11 @@ from typing import Any
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from sweep.report.figures import PARAM_LABELS, fmt_duration, overlay_figure, study_figures
+from sweep.report.figures import PARAM_LABELS, overlay_figure
 from sweep.report.rows import StudyRows, compare
-from sweep.status import fmt_number, fmt_params
+from sweep.report.sections import fmt_duration, study_figures
+from sweep.study import TrialKey
+from sweep.study.text import fmt_number, fmt_params
 
 # No Plotly logo link, no "edit in Chart Studio" (both would point to the network).
 PLOT_CONFIG = {"displaylogo": False, "responsive": True, "showSendToCloud": False}
@@ -172,7 +174,7 @@ def trials_table_html(rows: StudyRows) -> str:
             ),
             f"<td>{_e(r['worker'] or '-')}</td>",
             f"<td>{_e(r['device'] or '-')}</td>",
-            f'<td class="reason">{_e(r["end_reason"])}</td>',
+            f'<td class="reason">{_e(r[TrialKey.END_REASON])}</td>',
         ]
         cls = f"{_e(r['state'])}{' best' if r['is_best'] else ''}"
         body.append(f'<tr class="{cls}">{"".join(cells)}</tr>')

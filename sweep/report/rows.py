@@ -12,7 +12,6 @@ Needs only Optuna and numpy: never imports torch (nor scikit-learn, see `importa
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,17 +21,15 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.pareto import pareto_flags
-from sweep.status import (
-    ATTR_CONFIG,
-    ATTR_DATA_SOURCE,
-    ATTR_LABEL_NAMES,
-    ATTR_METRIC,
-    ATTR_SWEEP_VERSION,
+from sweep.study import (
+    StudyKey,
+    TrialKey,
     best_trial,
     cost_of,
-    end_reason,
+    end_reason_text,
+    finite,
     objective_names,
+    pareto_flags,
     trial_row,
 )
 
@@ -90,54 +87,46 @@ class StudyRows:
         return "lower" if self.direction == "minimize" else "higher"
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _value(trial: FrozenTrial) -> float | None:
     # The metric: the only value, or the first of a multi-objective study (then cost).
     if trial.state != TrialState.COMPLETE or not trial.values:
         return None
-    return _finite(trial.values[0])
+    return finite(trial.values[0])
 
 
 def _epoch_seconds(history: Any) -> float | None:
     if not isinstance(history, list) or not history:
         return None
-    seconds = [_finite(e.get("seconds")) for e in history if isinstance(e, Mapping)]
+    seconds = [finite(e.get("seconds")) for e in history if isinstance(e, Mapping)]
     known = [s for s in seconds if s is not None]
     return sum(known) if known else None
 
 
-def trial_cost(trial: FrozenTrial) -> float | None:
-    """Compute a trial used: training seconds × max(1, GPUs it used).
+def compute_spent(trial: FrozenTrial) -> float | None:
+    """Compute a trial spent: training seconds × max(1, GPUs it used), also when it failed.
 
     `train_seconds` is recorded when the fine-tune returns (complete, pruned, nan-loss); a trial
     that failed or was interrupted mid-way only has its per-epoch seconds, which are summed.
     """
     attrs = trial.user_attrs
-    seconds = _finite(attrs.get("train_seconds"))
+    seconds = finite(attrs.get(TrialKey.TRAIN_SECONDS))
     if seconds is None:
-        seconds = _epoch_seconds(attrs.get("epoch_history"))
+        seconds = _epoch_seconds(attrs.get(TrialKey.EPOCH_HISTORY))
     if seconds is None:
         return None
-    return cost_of(seconds, attrs.get("gpus"))
+    return cost_of(seconds, attrs.get(TrialKey.GPUS))
 
 
 def _cost_value(trial: FrozenTrial) -> float | None:
     """The cost objective (values[1]) of a complete multi-objective trial."""
     if trial.values is None or len(trial.values) < 2:
         return None
-    return _finite(trial.values[1])
+    return finite(trial.values[1])
 
 
 def _on_cuda(trial: FrozenTrial) -> bool:
-    device = trial.user_attrs.get("device")
-    gpus = trial.user_attrs.get("gpus")
+    device = trial.user_attrs.get(TrialKey.DEVICE)
+    gpus = trial.user_attrs.get(TrialKey.GPUS)
     return (isinstance(device, str) and device.startswith("cuda")) or (
         isinstance(gpus, int | float) and gpus > 0
     )
@@ -187,16 +176,16 @@ def learning_curves(
     for t in trials:
         epochs: list[int] = []
         losses: list[float | None] = []
-        history = t.user_attrs.get("epoch_history")
+        history = t.user_attrs.get(TrialKey.EPOCH_HISTORY)
         if isinstance(history, list) and history:
             for e in history:
                 if isinstance(e, Mapping) and e.get("epoch") is not None:
                     epochs.append(int(e["epoch"]))
-                    losses.append(_finite(e.get("val_loss")))
+                    losses.append(finite(e.get("val_loss")))
         elif metric == "val_loss" and t.intermediate_values:
             for epoch, value in sorted(t.intermediate_values.items()):
                 epochs.append(int(epoch))
-                losses.append(_finite(value))
+                losses.append(finite(value))
         if not epochs:
             continue
         rows.append(
@@ -207,7 +196,7 @@ def learning_curves(
                 "epochs": epochs,
                 "val_loss": losses,
                 "stopped_at": epochs[-1],
-                "pruned_at_epoch": t.user_attrs.get("pruned_at_epoch"),
+                "pruned_at_epoch": t.user_attrs.get(TrialKey.PRUNED_AT_EPOCH),
                 "is_best": t.number == best_number,
             }
         )
@@ -296,36 +285,84 @@ def collect(study: optuna.Study) -> StudyRows:
     directions = [d.name.lower() for d in study.directions]
     direction = directions[0]  # the metric's
     multi = len(directions) > 1
-    metric = str(attrs.get(ATTR_METRIC) or "value")
+    metric = str(attrs.get(StudyKey.METRIC) or "value")
     best = best_trial(study)
     best_number = best.number if best is not None else None
     params = _param_names(trials)
-    labels = attrs.get(ATTR_LABEL_NAMES)
+    labels = attrs.get(StudyKey.LABEL_NAMES)
+    costs = _costs(trials, multi)
+    complete = [t for t in trials if _value(t) is not None]
+    cost_rows, on_front = _cost_rows(complete, costs, direction, multi)
+    table = _table(trials, costs, best_number, on_front)
+    imp, note = importances(complete, params)
+    best_row = None
+    if best is not None:
+        best_row = {**trial_row(best), "cost": costs.get(best.number, compute_spent(best))}
+    counts = Counter(t.state.name for t in trials)
+    now = dt.datetime.now()
+    return StudyRows(
+        name=study.study_name,
+        direction=direction,
+        metric=metric,
+        data=str(attrs[StudyKey.DATA_SOURCE]) if attrs.get(StudyKey.DATA_SOURCE) else None,
+        label_names=[str(x) for x in labels] if isinstance(labels, list) else [],
+        sweep_version=attrs.get(StudyKey.SWEEP_VERSION),
+        counts={s.name: counts[s.name] for s in TrialState if counts.get(s.name)},
+        best=best_row,
+        cost_unit=COST_GPU if any(_on_cuda(t) for t in trials) else COST_CPU,
+        total_cost=sum(c for c in costs.values() if c is not None),
+        model_sizes=_model_sizes(attrs.get(StudyKey.CONFIG), trials),
+        params=params,
+        trials=table,
+        history=optimization_history(trials, direction),
+        curves=learning_curves(trials, metric, best_number),
+        parallel=[{"number": t.number, "value": _value(t), **dict(t.params)} for t in complete],
+        importances=imp,
+        importance_note=note or None,
+        by_learning_rate=_by_learning_rate(complete),
+        cost=cost_rows,
+        timeline=_timeline(trials, now),
+        generated=now.isoformat(timespec="seconds"),
+        objectives=objective_names(len(directions), attrs),
+        pareto_front=sorted(on_front) if multi else None,
+    )
 
-    costs = {t.number: trial_cost(t) for t in trials}
+
+def _costs(trials: Sequence[FrozenTrial], multi: bool) -> dict[int, float | None]:
+    """Each trial's cost: the cost objective itself in a multi-objective study (the same number,
+    computed by the objective with cost_of), else the compute it spent."""
+    costs = {t.number: compute_spent(t) for t in trials}
     if multi:
-        # The cost objective itself (the same number, computed by the objective with cost_of).
         for t in trials:
             value = _cost_value(t) if _value(t) is not None else None
             if value is not None:
                 costs[t.number] = value
-    cost_unit = COST_GPU if any(_on_cuda(t) for t in trials) else COST_CPU
+    return costs
 
+
+def _table(
+    trials: Sequence[FrozenTrial],
+    costs: Mapping[int, float | None],
+    best_number: int | None,
+    on_front: set[int],
+) -> list[dict[str, Any]]:
     table = []
     for t in trials:
         row = trial_row(t)
         row.update(
-            worker=t.user_attrs.get("worker"),
+            worker=t.user_attrs.get(TrialKey.WORKER),
             cost=costs[t.number],
-            gpus=t.user_attrs.get("gpus"),
-            retry_of=t.user_attrs.get("retry_of"),
+            gpus=t.user_attrs.get(TrialKey.GPUS),
+            retry_of=t.user_attrs.get(TrialKey.RETRY_OF),
             is_best=t.number == best_number,
+            pareto=t.number in on_front,
         )
         table.append(row)
+    return table
 
-    complete = [t for t in trials if _value(t) is not None]
-    parallel = [{"number": t.number, "value": _value(t), **dict(t.params)} for t in complete]
-    by_lr = [
+
+def _by_learning_rate(complete: Sequence[FrozenTrial]) -> list[dict[str, Any]]:
+    return [
         {
             "number": t.number,
             "learning_rate": t.params["learning_rate"],
@@ -333,9 +370,17 @@ def collect(study: optuna.Study) -> StudyRows:
             "model_size": t.params.get("model_size"),
         }
         for t in complete
-        if _finite(t.params.get("learning_rate")) is not None
+        if finite(t.params.get("learning_rate")) is not None
     ]
 
+
+def _cost_rows(
+    complete: Sequence[FrozenTrial],
+    costs: Mapping[int, float | None],
+    direction: str,
+    multi: bool,
+) -> tuple[list[dict[str, Any]], set[int]]:
+    """The metric-against-cost points and the numbers of the trials on their Pareto front."""
     priced = [t for t in complete if costs[t.number] is not None]
     points = [(costs[t.number], _value(t)) for t in priced]
     if multi:
@@ -344,8 +389,7 @@ def collect(study: optuna.Study) -> StudyRows:
         front = pareto_flags([(sign * v, c) for c, v in points])  # type: ignore[operator]
     else:
         front = pareto_front(points, direction)  # type: ignore[arg-type]
-    on_front = {t.number for t, on in zip(priced, front, strict=True) if on}
-    cost_rows = [
+    rows = [
         {
             "number": t.number,
             "cost": costs[t.number],
@@ -355,62 +399,27 @@ def collect(study: optuna.Study) -> StudyRows:
         }
         for t, on in zip(priced, front, strict=True)
     ]
+    return rows, {t.number for t, on in zip(priced, front, strict=True) if on}
 
-    for row in table:
-        row["pareto"] = row["number"] in on_front
 
-    now = dt.datetime.now()
+def _timeline(trials: Sequence[FrozenTrial], now: dt.datetime) -> list[dict[str, Any]]:
     timeline = []
     for t in trials:
         if t.datetime_start is None:
             continue
-        end = t.datetime_complete
+        end = t.datetime_complete or now  # a running trial's bar reaches now: a stall shows
         timeline.append(
             {
                 "number": t.number,
-                "worker": str(t.user_attrs.get("worker") or "unknown worker"),
+                "worker": str(t.user_attrs.get(TrialKey.WORKER) or "unknown worker"),
                 "start": t.datetime_start.isoformat(),
-                # A running trial's bar reaches now, so a stalled worker shows.
-                "end": (end or now).isoformat(),
-                "seconds": ((end or now) - t.datetime_start).total_seconds(),
+                "end": end.isoformat(),
+                "seconds": (end - t.datetime_start).total_seconds(),
                 "state": t.state.name,
-                "end_reason": end_reason(t),
+                TrialKey.END_REASON: end_reason_text(t),
             }
         )
-
-    imp, note = importances(complete, params)
-
-    best_row = None
-    if best is not None:
-        best_row = {**trial_row(best), "cost": costs.get(best.number, trial_cost(best))}
-
-    counts = Counter(t.state.name for t in trials)
-    return StudyRows(
-        name=study.study_name,
-        direction=direction,
-        metric=metric,
-        data=str(attrs[ATTR_DATA_SOURCE]) if attrs.get(ATTR_DATA_SOURCE) else None,
-        label_names=[str(x) for x in labels] if isinstance(labels, list) else [],
-        sweep_version=attrs.get(ATTR_SWEEP_VERSION),
-        counts={s.name: counts[s.name] for s in TrialState if counts.get(s.name)},
-        best=best_row,
-        cost_unit=cost_unit,
-        total_cost=sum(c for c in costs.values() if c is not None),
-        model_sizes=_model_sizes(attrs.get(ATTR_CONFIG), trials),
-        params=params,
-        trials=table,
-        history=optimization_history(trials, direction),
-        curves=learning_curves(trials, metric, best_number),
-        parallel=parallel,
-        importances=imp,
-        importance_note=note or None,
-        by_learning_rate=by_lr,
-        cost=cost_rows,
-        timeline=timeline,
-        generated=now.isoformat(timespec="seconds"),
-        objectives=objective_names(len(directions), attrs),
-        pareto_front=sorted(on_front) if multi else None,
-    )
+    return timeline
 
 
 def compare(studies: Sequence[StudyRows]) -> list[dict[str, Any]]:
